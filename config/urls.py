@@ -1,0 +1,22 @@
+"""Reserved URL space: admin, management API, schema, health and Zato compatibility.
+
+Everything else belongs to REST channels (the last, catch-all pattern). In production
+``config.wsgi`` sends non-reserved paths to the channel dispatcher before Django's URL
+resolver runs; the catch-all here serves ASGI servers and the test client.
+"""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView
+
+from integration.channels.rest import channel_view
+from integration.views import healthz, metrics
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("manage/api/v1/", include("integration.urls")),
+    path("manage/api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
+    re_path(r"^", channel_view),
+]

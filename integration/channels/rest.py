@@ -1,0 +1,228 @@
+"""REST channels: turn an HTTP request into an invocation and its result into a response.
+
+``handle(request)`` is the whole channel: match the route in the snapshot, check the
+caller with the channel's security definition, read and parse the body, build the
+parameters, call ``integration.invoke`` and render the result. Every reply, error or
+not, carries ``X-Zato-CID``; every error uses the one error shape.
+
+``WSGIApplication`` serves it in production: reserved paths (admin, management API,
+static files) go to Django's full stack; every other path comes straight here, skipping
+the session, CSRF and auth middleware that only the admin needs. The same ``handle`` is
+also mounted as a catch-all view in ``config/urls.py`` for ASGI servers and the test client.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import logging
+import uuid
+from typing import Any
+
+from django.core import signals
+from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.common import no_append_slash
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework.exceptions import AuthenticationFailed
+
+from integration import snapshot as snapshots
+from integration.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    SwitchboardError,
+    Unauthorized,
+    UnsupportedMediaType,
+    error_body,
+)
+from integration.invoke import invoke_info, new_cid
+from integration.models import reserved_prefix
+from integration.services import HTTP_VERBS, ChannelInfo, Headers, HTTPRequestInfo
+
+logger = logging.getLogger(__name__)
+
+CID_HEADER = "X-Zato-CID"
+_JSON_BODY_TYPES = ("", "application/json", "text/plain", "application/x-www-form-urlencoded")
+_TEXT_TYPES = {"json": "application/json", "text": "text/plain; charset=utf-8", "xml": "application/xml"}
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def error_response(exc: SwitchboardError, cid: str) -> HttpResponse:
+    response = HttpResponse(
+        json.dumps(error_body(cid, exc.details), default=json_default),
+        status=exc.status_code,
+        content_type="application/json",
+    )
+    for key, value in exc.headers.items():
+        response[key] = value
+    response[CID_HEADER] = cid
+    response["Content-Length"] = str(len(response.content))
+    return response
+
+
+def handle(request: HttpRequest) -> HttpResponse:
+    """Serve one REST channel request end to end."""
+    cid = new_cid()
+    request.cid = cid  # type: ignore[attr-defined]  # read by authenticators when they log
+    try:
+        return _dispatch(request, cid)
+    except SwitchboardError as exc:
+        return error_response(exc, cid)
+    except Exception:
+        logger.exception("[%s] REST channel dispatch failed", cid)
+        return error_response(SwitchboardError("Internal server error"), cid)
+
+
+def _dispatch(request: HttpRequest, cid: str) -> HttpResponse:
+    meta = request.META
+    method = request.method or "GET"
+    if method not in HTTP_VERBS:
+        raise MethodNotAllowed(list(HTTP_VERBS), "Unsupported HTTP method")
+    snap = snapshots.current()
+    channel, path_params = snap.routes.match(method, request.path_info, meta.get("HTTP_ACCEPT", ""))
+    if not channel.is_active:
+        raise NotFound("Channel inactive")
+    if channel.service is None:
+        logger.error("[%s] Channel %s points to service %s, which is not deployed", cid, channel.name,
+                     channel.service_name)
+        raise NotFound(f"Service `{channel.service_name}` is not deployed")
+
+    identity = None
+    if channel.has_security:
+        identity = _authenticate(channel, request)
+
+    content_type = meta.get("CONTENT_TYPE", "")
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise PayloadTooLarge(f"Request body larger than {_limit()} bytes") from None
+    payload, raw = _parse_body(channel.data_format, content_type, body)
+
+    query = _query_dict(request)
+    params = {**path_params, **query} if channel.merge_url_params else {}
+    http = HTTPRequestInfo(
+        method=method,
+        path=request.path_info,
+        params=path_params,
+        query=query,
+        headers=Headers.from_environ(meta),
+        accept=meta.get("HTTP_ACCEPT", ""),
+        content_type=content_type,
+        remote_addr=meta.get("REMOTE_ADDR", ""),
+    )
+    info = ChannelInfo(
+        type="rest",
+        name=channel.name,
+        security=identity.definition if identity else None,
+        username=identity.username if identity else None,
+    )
+    result = invoke_info(channel.service, payload, cid=cid, snap=snap, channel=info, raw=raw, http=http,
+                         params=params)
+    return _render(result, channel.data_format)
+
+
+def _authenticate(channel: Any, request: HttpRequest) -> Any:
+    authenticator = channel.security
+    if authenticator is None:
+        raise Unauthorized()
+    try:
+        result = authenticator.authenticate(request)
+        if result is None:
+            raise authenticator.fail("no credentials sent", request)
+    except AuthenticationFailed as exc:
+        challenge = authenticator.authenticate_header(request)
+        raise Unauthorized(str(exc.detail), headers={"WWW-Authenticate": challenge} if challenge else {}) from None
+    return result[0]
+
+
+def _limit() -> int:
+    from django.conf import settings
+
+    return settings.MAX_REQUEST_BODY
+
+
+def _parse_body(data_format: str, content_type: str, body: bytes) -> tuple[Any, bytes | str]:
+    if data_format != "json":
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("Request body is not valid UTF-8") from None
+        return text, text
+    if not body:
+        return None, body
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in _JSON_BODY_TYPES and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type `{media}` is not accepted here; send application/json")
+    try:
+        return json.loads(body), body
+    except UnicodeDecodeError:
+        raise BadRequest("Request body is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"Invalid JSON in request body: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+
+
+def _query_dict(request: HttpRequest) -> dict[str, Any]:
+    if not request.META.get("QUERY_STRING"):
+        return {}
+    query: dict[str, Any] = {}
+    for key, values in request.GET.lists():
+        query[key] = values[0] if len(values) == 1 else values
+    return query
+
+
+def _render(result: Any, data_format: str) -> HttpResponse:
+    payload = result.payload
+    if isinstance(payload, (dict, list)):
+        content = json.dumps(payload, default=json_default)
+        content_type = result.content_type or "application/json"
+    elif isinstance(payload, bytes):
+        content, content_type = payload, result.content_type or "application/octet-stream"
+    elif payload is None or payload == "":
+        content, content_type = b"", result.content_type or _TEXT_TYPES[data_format]
+    else:
+        content, content_type = str(payload), result.content_type or _TEXT_TYPES[data_format]
+    response = HttpResponse(content, status=result.status_code, content_type=content_type)
+    for key, value in result.headers.items():
+        response[key] = value
+    response[CID_HEADER] = result.cid
+    response["Content-Length"] = str(len(response.content))
+    return response
+
+
+@csrf_exempt
+@no_append_slash
+def channel_view(request: HttpRequest) -> HttpResponse:
+    """The catch-all Django view for paths outside the reserved prefixes."""
+    return handle(request)
+
+
+class WSGIApplication:
+    """Route REST channel paths around Django's middleware; everything else to Django."""
+
+    def __init__(self, django_app: Any) -> None:
+        self.django_app = django_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        snapshots.ensure_poller()
+        if reserved_prefix(environ.get("PATH_INFO", "/")):
+            return self.django_app(environ, start_response)
+        signals.request_started.send(sender=self.__class__, environ=environ)
+        request = WSGIRequest(environ)
+        response = handle(request)
+        start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+        # Closing the response (done by the WSGI server) sends request_finished, which
+        # returns database connections as Django's own handler does.
+        return response

@@ -1,0 +1,214 @@
+"""Configuration of the service runtime: deployed code, REST channels and the version counter.
+
+Every write to these models (and to the security definitions in ``accounts``) bumps
+``ConfigVersion`` in the same transaction; each process compares the version with the one
+its compiled snapshot was built from and rebuilds when they differ (``integration.snapshot``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F
+from django.utils import timezone
+
+from integration.services import HTTP_VERBS
+from integration.signals import config_model
+
+RESERVED_PREFIXES = ("/admin/", "/manage/", "/zato/", "/healthz", "/metrics", "/static/")
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PATH_CHARS = re.compile(r"^/[A-Za-z0-9_\-./~{}:@!$&'()*+,;=%]*$")
+_ACCEPT = re.compile(r"^[A-Za-z0-9*!#$&^_.+-]+/[A-Za-z0-9*!#$&^_.+-]+$|^\*$")
+
+
+class ConfigVersion(models.Model):
+    """A single row counting configuration changes; processes rebuild their snapshot when it moves."""
+
+    version = models.BigIntegerField(default=0)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "configuration version"
+
+    def __str__(self) -> str:
+        return f"configuration version {self.version}"
+
+    @classmethod
+    def bump(cls) -> None:
+        """Count one configuration change; call inside the transaction that makes it."""
+        updated = cls.objects.filter(pk=1).update(version=F("version") + 1, changed_at=timezone.now())
+        if not updated:
+            cls.objects.get_or_create(pk=1, defaults={"version": 1})
+
+    @classmethod
+    def current(cls) -> int:
+        return cls.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+
+
+@config_model
+class ServiceModule(models.Model):
+    """A Python module of services: built in, or deployed from a file whose source is kept here.
+
+    ``source`` is the last version that imported cleanly; every process runs it. A newer
+    upload that fails to import is recorded in ``last_error`` and does not replace it.
+    """
+
+    class Origin(models.TextChoices):
+        BUILTIN = "builtin", "built in"
+        PICKUP = "pickup", "pickup directory"
+        API = "api", "management API"
+        CLI = "cli", "command line"
+        ADMIN = "admin", "admin upload"
+
+    name = models.CharField(
+        max_length=200, unique=True, help_text="Python module name, taken from the file name (my_api.py -> my_api)."
+    )
+    filename = models.CharField(max_length=500, blank=True, help_text="Where the source came from.")
+    origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.PICKUP)
+    source = models.TextField(blank=True, help_text="The deployed source code, run by every process.")
+    source_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    deployed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, help_text="Why the most recent upload was rejected, if it was.")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    rejected_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@config_model
+class DeployedService(models.Model):
+    """A service found in a deployed module; channels and jobs point here."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="The name channels and invokers use.")
+    module = models.ForeignKey(ServiceModule, on_delete=models.CASCADE, related_name="services")
+    class_name = models.CharField(max_length=200)
+    deployed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "service"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@config_model
+class RestChannel(models.Model):
+    """A URL path (and optionally a method and Accept pattern) that invokes a service over HTTP."""
+
+    class DataFormat(models.TextChoices):
+        JSON = "json", "JSON"
+        TEXT = "text", "plain text"
+        XML = "xml", "XML"
+
+    name = models.CharField(max_length=200, unique=True, help_text="A name for administrators; not used on the wire.")
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive channels answer 404 'Channel inactive' without calling the service."
+    )
+    url_path = models.CharField(
+        max_length=500,
+        help_text="Path callers use, with {parameters} for variable parts, e.g. /api/user/{user_id}.",
+    )
+    method = models.CharField(
+        max_length=10,
+        blank=True,
+        choices=[(verb, verb) for verb in HTTP_VERBS],
+        help_text="HTTP method this channel answers; blank = any (the service's handle_<METHOD> is then used).",
+    )
+    accept = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Accept header this channel answers, e.g. application/json or text/* ; blank = any.",
+    )
+    service = models.ForeignKey(
+        DeployedService, on_delete=models.PROTECT, related_name="rest_channels", help_text="The service to invoke."
+    )
+    security = models.ForeignKey(
+        "accounts.SecurityDefinition",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="rest_channels",
+        help_text="Who may call: blank = anyone.",
+    )
+    data_format = models.CharField(
+        max_length=10,
+        choices=DataFormat.choices,
+        default=DataFormat.JSON,
+        help_text="JSON bodies are parsed; plain text and XML reach the service as strings.",
+    )
+    merge_url_params = models.BooleanField(
+        default=True,
+        help_text="Merge path and query parameters into the service's input (query parameters win over path ones).",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "REST channel"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["url_path", "method", "accept"],
+                name="rest_channel_unique_route",
+                violation_error_message="A channel with this URL path, method and Accept already exists.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        # Admin, API and imports all pass through here, so invalid rows never reach the table.
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        path = (self.url_path or "").strip()
+        self.url_path = path
+        if not path.startswith("/"):
+            errors["url_path"] = "The URL path must start with /."
+        elif not _PATH_CHARS.match(path):
+            errors["url_path"] = "The URL path contains characters that are not allowed in a URL."
+        elif reserved_prefix(path):
+            prefix = reserved_prefix(path)
+            errors["url_path"] = f"The URL path may not start with {prefix}, which the platform reserves."
+        else:
+            names = self.path_params
+            stripped = _PARAM.sub("", path)
+            if "{" in stripped or "}" in stripped:
+                errors["url_path"] = "Path parameters are written {name}, with a letter or _ first."
+            elif len(names) != len(set(names)):
+                errors["url_path"] = "A path parameter name is used twice."
+        self.accept = (self.accept or "").strip()
+        for pattern in _split_accept(self.accept):
+            if not _ACCEPT.match(pattern):
+                errors["accept"] = f"`{pattern}` is not a media type or pattern such as application/json or text/*."
+        self.method = (self.method or "").upper()
+        if self.method and self.method not in HTTP_VERBS:
+            errors["method"] = f"Method must be blank or one of {', '.join(HTTP_VERBS)}."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def path_params(self) -> list[str]:
+        return _PARAM.findall(self.url_path)
+
+
+def reserved_prefix(path: str) -> str | None:
+    """The reserved prefix a path falls under, if any (``/admin`` counts as ``/admin/``)."""
+    for prefix in RESERVED_PREFIXES:
+        if path.startswith(prefix) or path == prefix.rstrip("/"):
+            return prefix
+    return None
+
+
+def _split_accept(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]

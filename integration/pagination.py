@@ -1,0 +1,8 @@
+"""The management API's pagination (its own module: DRF imports it while loading its views)."""
+
+from rest_framework.pagination import PageNumberPagination
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 1000

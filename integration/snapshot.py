@@ -1,0 +1,158 @@
+"""The compiled per-process snapshot of configuration, and the thread that keeps it fresh.
+
+Request handling reads ``current()`` (a module global: no queries). The snapshot holds
+the service registry, the REST routing table and the security authenticators, all built
+from the database at one ``ConfigVersion``. A daemon thread in each server and worker
+process polls that version (one tiny query every ``CONFIG_POLL_INTERVAL`` seconds, not
+per request) and the pickup directory, and swaps in a new snapshot when something
+changed. Requests already running keep the objects they looked up, so a swap never
+fails them. Writes made in this process refresh it at once, on commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import close_old_connections, connections
+
+from integration.registry import DeploymentError, LoadedModule, Registry, load_builtin, load_source
+
+if TYPE_CHECKING:
+    from accounts.security import SecurityTable
+    from integration.channels.routing import RoutingTable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    registry: Registry
+    routes: RoutingTable
+    security: SecurityTable
+    built_at: float
+
+
+_current: Snapshot | None = None
+_lock = threading.RLock()
+
+
+def current() -> Snapshot:
+    snap = _current
+    if snap is None:
+        return refresh()
+    return snap
+
+
+def refresh(*, force: bool = False) -> Snapshot:
+    """Rebuild the snapshot if the configuration version moved (or when forced)."""
+    global _current
+    from integration.models import ConfigVersion
+
+    with _lock:
+        version = ConfigVersion.current()
+        snap = _current
+        if snap is not None and snap.version == version and not force:
+            return snap
+        _current = _build(version, snap)
+        return _current
+
+
+def _build(version: int, previous: Snapshot | None) -> Snapshot:
+    from accounts.security import SecurityTable
+    from integration.channels.routing import RoutingTable
+    from integration.models import ServiceModule
+
+    started = time.perf_counter()
+    old_modules = previous.registry.modules if previous else {}
+    modules: list[LoadedModule] = []
+    for dotted in settings.BUILTIN_SERVICE_MODULES:
+        modules.append(old_modules.get(dotted) or load_builtin(dotted))
+    rows = ServiceModule.objects.exclude(origin=ServiceModule.Origin.BUILTIN).exclude(source="")
+    for name, source, digest, filename in rows.values_list("name", "source", "source_hash", "filename"):
+        old = old_modules.get(name)
+        if old is not None and old.source_hash == digest:
+            modules.append(old)  # unchanged: no re-import
+            continue
+        try:
+            modules.append(load_source(name, source, filename))
+        except DeploymentError as exc:
+            # Stored source was accepted once; if it fails now (a missing library on this
+            # machine, say), keep the previous version in this process and say so.
+            logger.error("Module %s cannot be loaded in this process: %s", name, exc)
+            if old is not None:
+                modules.append(old)
+    registry = Registry(modules)
+    security = SecurityTable.build()
+    routes = RoutingTable.build(registry, security)
+    snap = Snapshot(version, registry, routes, security, time.time())
+    logger.debug(
+        "Configuration version %s loaded: %d services, %d REST channels in %.1f ms",
+        version, len(registry), len(routes), (time.perf_counter() - started) * 1000,
+    )
+    return snap
+
+
+def changed() -> None:
+    """Record a configuration change: bump the version now, refresh this process on commit."""
+    from django.db import transaction
+
+    from integration.models import ConfigVersion
+
+    ConfigVersion.bump()
+    transaction.on_commit(_refresh_quietly)
+
+
+def _refresh_quietly() -> None:
+    try:
+        refresh()
+    except Exception:
+        logger.exception("Could not refresh the configuration snapshot")
+
+
+# --- The background poller ----------------------------------------------------------------------
+
+_poller_pid: int | None = None
+
+
+def ensure_poller() -> None:
+    """Start this process's poller once (after a fork, again: threads do not survive fork)."""
+    global _poller_pid
+    if _poller_pid == os.getpid():
+        return
+    with _lock:
+        if _poller_pid == os.getpid():
+            return
+        _poller_pid = os.getpid()
+        thread = threading.Thread(target=_poll_forever, name="switchboard-config-poller", daemon=True)
+        thread.start()
+
+
+def _poll_forever() -> None:
+    from integration.deploy import PickupWatcher
+
+    watcher = PickupWatcher(settings.PICKUP_DIR) if settings.PICKUP_WATCH else None
+    interval = settings.CONFIG_POLL_INTERVAL
+    while True:
+        time.sleep(interval)
+        try:
+            close_old_connections()
+            if watcher is not None:
+                watcher.scan()
+            refresh()
+        except Exception as exc:  # keep polling whatever happens; the database may come back
+            logger.warning("Configuration poll failed: %s", exc)
+            connections.close_all()
+
+
+def warm() -> Any:
+    """Build the snapshot now (server start) and drop DB connections so forks get their own."""
+    snap = refresh(force=True)
+    connections.close_all()
+    return snap

@@ -1,0 +1,17 @@
+"""Management API routes (mounted at /manage/api/v1/)."""
+
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from accounts.api import BasicAuthViewSet
+from integration.api import InvokeView, RestChannelViewSet, ServiceViewSet
+
+router = DefaultRouter(trailing_slash=True)
+router.register("services", ServiceViewSet, basename="service")
+router.register("channels/rest", RestChannelViewSet, basename="rest-channel")
+router.register("security/basic-auth", BasicAuthViewSet, basename="basic-auth")
+
+urlpatterns = [
+    path("invoke/<str:service>", InvokeView.as_view(), name="invoke"),
+    *router.urls,
+]

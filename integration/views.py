@@ -1,0 +1,35 @@
+"""Health and metrics endpoints (reserved paths)."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from integration import snapshot
+from integration.invoke import stats
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database answers and the configuration snapshot is loaded."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        snap = snapshot.current()
+    except Exception as exc:  # report, do not raise: this is what load balancers poll
+        return JsonResponse({"status": "error", "details": str(exc)}, status=503)
+    return JsonResponse({"status": "ok", "config_version": snap.version, "services": len(snap.registry)})
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Per-process invocation counters in Prometheus text format."""
+    lines = [
+        "# TYPE switchboard_invocations_total counter",
+        "# TYPE switchboard_invocation_errors_total counter",
+        "# TYPE switchboard_invocation_seconds_total counter",
+    ]
+    for name, entry in sorted(stats.snapshot().items()):
+        label = name.replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'switchboard_invocations_total{{service="{label}"}} {entry["count"]}')
+        lines.append(f'switchboard_invocation_errors_total{{service="{label}"}} {entry["errors"]}')
+        lines.append(f'switchboard_invocation_seconds_total{{service="{label}"}} {entry["total_ms"] / 1000:.6f}')
+    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
