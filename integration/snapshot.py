@@ -40,22 +40,24 @@ class Snapshot:
 
 
 _current: Snapshot | None = None
+_dirty = False  # set by changed(): this process wrote configuration, rebuild before next use
 _lock = threading.RLock()
 
 
 def current() -> Snapshot:
     snap = _current
-    if snap is None:
-        return refresh()
+    if snap is None or _dirty:
+        return refresh(force=_dirty)
     return snap
 
 
 def refresh(*, force: bool = False) -> Snapshot:
     """Rebuild the snapshot if the configuration version moved (or when forced)."""
-    global _current
+    global _current, _dirty
     from integration.models import ConfigVersion
 
     with _lock:
+        _dirty = False
         version = ConfigVersion.current()
         snap = _current
         if snap is not None and snap.version == version and not force:
@@ -105,8 +107,17 @@ def changed() -> None:
 
     from integration.models import ConfigVersion
 
+    global _dirty
     ConfigVersion.bump()
+    _dirty = True
     transaction.on_commit(_refresh_quietly)
+
+
+def reset() -> None:
+    """Forget the snapshot (tests: rolled-back transactions can reuse version numbers)."""
+    global _current, _dirty
+    with _lock:
+        _current, _dirty = None, False
 
 
 def _refresh_quietly() -> None:
