@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -88,6 +89,8 @@ class DeployedServiceAdmin(admin.ModelAdmin):
         return extra + super().get_urls()
 
     def invoke_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not request.user.has_perm("integration.invoke_service"):
+            raise PermissionDenied
         service = get_object_or_404(DeployedService, pk=pk)
         form = InvokeForm(request.POST or None)
         outcome: dict[str, Any] | None = None

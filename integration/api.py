@@ -85,6 +85,8 @@ class RestChannelViewSet(ConfigViewSet):
 class InvokeView(APIView):
     """``POST /manage/api/v1/invoke/{service}`` with a JSON body: the service's response as is."""
 
+    required_permission = "integration.invoke_service"
+
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, service: str) -> HttpResponse:
         cid = _cid(request)

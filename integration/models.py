@@ -93,6 +93,7 @@ class DeployedService(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "service"
+        permissions = [("invoke_service", "Can invoke services from the admin and the management API")]
 
     def __str__(self) -> str:
         return self.name

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from rest_framework import serializers
@@ -52,6 +53,8 @@ class RestChannelSerializer(serializers.ModelSerializer):
     security = serializers.SlugRelatedField(
         slug_field="name", queryset=SecurityDefinition.objects.all(), allow_null=True, required=False
     )
+    # Any case is accepted ("get"); the model's clean() upper-cases and validates it.
+    method = serializers.CharField(allow_blank=True, required=False, max_length=10)
 
     class Meta:
         model = RestChannel
@@ -61,17 +64,17 @@ class RestChannelSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created", "updated"]
 
+    def validate_method(self, value: str) -> str:
+        return value.strip().upper()
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        instance = RestChannel(**{**self._current(), **attrs})
+        # Check the row as it would be saved (a partial update keeps the other fields).
+        instance = copy.copy(self.instance) if self.instance is not None else RestChannel()
+        for key, value in attrs.items():
+            setattr(instance, key, value)
         full_clean_into(RestChannel, instance)
         # clean() normalises (strips, upper-cases): keep what it produced.
         for field in ("url_path", "method", "accept"):
             if field in attrs:
                 attrs[field] = getattr(instance, field)
         return attrs
-
-    def _current(self) -> dict[str, Any]:
-        if self.instance is None:
-            return {}
-        return {f: getattr(self.instance, f) for f in ("name", "url_path", "method", "accept", "data_format",
-                                                       "is_active", "merge_url_params")}

@@ -100,3 +100,9 @@ def basic_auth(db: None) -> Callable[..., BasicAuth]:
         return definition
 
     return _make
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """Django's default PBKDF2 costs ~0.3 s per check; tests of Basic-authenticated API calls need none of it."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
