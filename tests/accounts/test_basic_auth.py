@@ -1,0 +1,86 @@
+"""Basic Auth definitions: secrets hashed at rest, write-only in the API, never shown back."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts import crypto
+from accounts.models import BasicAuth
+from integration.models import RestChannel
+
+pytestmark = pytest.mark.django_db
+API = "/manage/api/v1/security/basic-auth"
+
+
+def test_the_password_is_stored_as_a_keyed_hash_only(basic_auth) -> None:
+    definition = basic_auth(password="s3cret-value")
+    stored = BasicAuth.objects.values_list("password_hash", flat=True).get(pk=definition.pk)
+    assert "s3cret-value" not in stored
+    assert crypto.verify_secret("s3cret-value", stored)
+    assert not crypto.verify_secret("s3cret-valuE", stored)
+
+
+def test_a_new_definition_without_a_password_gets_one_nobody_knows(db) -> None:
+    definition = BasicAuth.objects.create(name="fresh", username="u")
+    assert definition.password_hash.startswith("hmac-sha256$")
+    assert not crypto.verify_secret("", definition.password_hash)
+
+
+def test_fernet_round_trips_and_rotates(settings) -> None:
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FERNET_KEYS = [old]
+    crypto._fernet.cache_clear()
+    token = crypto.encrypt("vault-token")
+    settings.FERNET_KEYS = [new, old]  # new key in front; the old one still decrypts
+    crypto._fernet.cache_clear()
+    try:
+        assert crypto.decrypt(token) == "vault-token"
+        rotated = crypto.rotate(token)
+        settings.FERNET_KEYS = [new]
+        crypto._fernet.cache_clear()
+        assert crypto.decrypt(rotated) == "vault-token"
+        with pytest.raises(ValueError, match="cannot be decrypted"):
+            crypto.decrypt(token)
+    finally:
+        crypto._fernet.cache_clear()
+
+
+def test_the_api_never_returns_the_password(api) -> None:
+    created = api.post(f"{API}/", {"name": "erp", "username": "erp", "password": "pw-1", "realm": "ERP"},
+                       format="json")
+    assert created.status_code == 201
+    assert "password" not in created.json() and "password_hash" not in created.json()
+    listing = api.get(f"{API}/").json()
+    assert "pw-1" not in str(listing) and "hmac-sha256" not in str(listing)
+
+
+def test_change_password_needs_the_same_value_twice(api, basic_auth) -> None:
+    definition = basic_auth(password="old")
+    mismatch = api.post(f"{API}/{definition.pk}/change-password/", {"password1": "a", "password2": "b"},
+                        format="json")
+    assert mismatch.status_code == 400
+    assert "password2" in mismatch.json()["details"]
+    ok = api.post(f"{API}/{definition.pk}/change-password/", {"password1": "new", "password2": "new"},
+                  format="json")
+    assert ok.status_code == 200
+    definition.refresh_from_db()
+    assert crypto.verify_secret("new", definition.password_hash)
+
+
+def test_a_definition_in_use_cannot_be_deleted_and_the_409_says_by_whom(api, basic_auth, make_channel) -> None:
+    definition = basic_auth()
+    make_channel("/api/x", "demo.hello", security=definition, name="partner-api")
+    response = api.delete(f"{API}/{definition.pk}/")
+    assert response.status_code == 409
+    assert response.json()["details"] == "In use by REST channel `partner-api`"
+    assert BasicAuth.objects.filter(pk=definition.pk).exists()
+    assert RestChannel.objects.filter(name="partner-api").exists()
+
+
+def test_names_are_unique_across_definition_types(api, basic_auth) -> None:
+    basic_auth(name="shared")
+    response = api.post(f"{API}/", {"name": "shared", "username": "x"}, format="json")
+    assert response.status_code == 400
+    assert "name" in response.json()["details"]
