@@ -10,6 +10,7 @@ every process loads the same code within a poll interval.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import os
@@ -21,9 +22,9 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
-from integration import snapshot as snapshots
 from integration.models import DeployedService, ServiceModule
 from integration.registry import DeploymentError, LoadedModule, load_builtin, load_source, module_name_for, source_hash
+from integration.signals import one_change
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def deploy_sources(files: list[tuple[str, str]], origin: str = ServiceModule.Ori
         outcome.changed = True
         accepted.append((outcome, loaded, filename, source))
 
-    with transaction.atomic():
+    with transaction.atomic(), one_change():
         now = timezone.now()
         for name, filename, digest, error in rejected:
             if not name:
@@ -103,8 +104,6 @@ def deploy_sources(files: list[tuple[str, str]], origin: str = ServiceModule.Ori
             _store(loaded, filename, source, origin, now)
             logger.info("Deployed %d services from %s: %s", len(outcome.services), filename,
                         ", ".join(outcome.services) or "(none)")
-        if accepted or rejected:
-            snapshots.changed()
     return outcomes
 
 
@@ -121,11 +120,12 @@ def _store(loaded: LoadedModule, filename: str, source: str, origin: str, now: o
     new = [DeployedService(name=n, module=module, class_name=c, deployed_at=now)
            for n, c in wanted.items() if n not in current]
     DeployedService.objects.bulk_create(new)
+    kept = [svc for name, svc in current.items() if name in wanted]
+    for svc in kept:
+        svc.class_name, svc.deployed_at = wanted[svc.name], now
+    DeployedService.objects.bulk_update(kept, ["class_name", "deployed_at"])
     for name, svc in current.items():
-        if name in wanted:
-            svc.class_name, svc.deployed_at = wanted[name], now
-            svc.save(update_fields=["class_name", "deployed_at"])
-        else:
+        if name not in wanted:
             try:
                 with transaction.atomic():
                     svc.delete()
@@ -147,18 +147,14 @@ def deploy_paths(paths: list[Path], origin: str = ServiceModule.Origin.CLI) -> l
 def sync_builtin() -> None:
     """Record the built-in modules and their services, so the admin and channels can see them."""
     now = timezone.now()
-    changed = False
-    with transaction.atomic():
+    with transaction.atomic(), one_change():
         for dotted in settings.BUILTIN_SERVICE_MODULES:
             loaded = load_builtin(dotted)
             row = ServiceModule.objects.filter(name=dotted).first()
             if row is not None and row.source_hash == loaded.source_hash:
                 continue
-            source = inspect.getsource(__import__(dotted, fromlist=["_"]))
+            source = inspect.getsource(importlib.import_module(dotted))
             _store(loaded, dotted, source, ServiceModule.Origin.BUILTIN, now)
-            changed = True
-        if changed:
-            snapshots.changed()
 
 
 class PickupWatcher:

@@ -85,8 +85,9 @@ def discover(module: types.ModuleType) -> tuple[ServiceInfo, ...]:
 def load_source(name: str, source: str, filename: str = "") -> LoadedModule:
     """Execute deployed source as a fresh module and compile its services.
 
-    The module is registered as ``switchboard_deployed.<name>`` only while it executes (so
-    dataclasses and ``inspect`` can find it); a broken module never replaces a working one.
+    The module is registered in ``sys.modules`` as ``switchboard_deployed.<name>`` (so
+    dataclasses, ``inspect`` and tracebacks can find it); if it fails, the previously
+    registered module is put back, so a broken module never replaces a working one.
     """
     qualified = f"{PICKUP_PACKAGE}.{name}"
     display = filename or f"<deployed {name}.py>"

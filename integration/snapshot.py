@@ -77,11 +77,18 @@ def _build(version: int, previous: Snapshot | None) -> Snapshot:
     for dotted in settings.BUILTIN_SERVICE_MODULES:
         modules.append(old_modules.get(dotted) or load_builtin(dotted))
     rows = ServiceModule.objects.exclude(origin=ServiceModule.Origin.BUILTIN).exclude(source="")
-    for name, source, digest, filename in rows.values_list("name", "source", "source_hash", "filename"):
+    hashes = list(rows.values_list("name", "source_hash"))
+    # Fetch source text only for modules this process has not loaded at that hash.
+    stale = [name for name, digest in hashes if getattr(old_modules.get(name), "source_hash", None) != digest]
+    fresh = {name: (source, filename)
+             for name, source, filename in rows.filter(name__in=stale).values_list("name", "source", "filename")}
+    for name, _ in hashes:
         old = old_modules.get(name)
-        if old is not None and old.source_hash == digest:
-            modules.append(old)  # unchanged: no re-import
+        if name not in fresh:
+            if old is not None:
+                modules.append(old)  # unchanged: no re-import
             continue
+        source, filename = fresh[name]
         try:
             modules.append(load_source(name, source, filename))
         except DeploymentError as exc:

@@ -111,3 +111,11 @@ def test_the_watcher_deploys_a_file_once_it_has_settled(tmp_path) -> None:
 
 def test_a_missing_pickup_directory_is_not_an_error(tmp_path) -> None:
     assert PickupWatcher(tmp_path / "absent").scan() == []
+
+
+def test_a_batch_deploy_is_one_configuration_change() -> None:
+    before = ConfigVersion.current()
+    files = [(f"batch_{i}.py", V1.replace("'v': 1", f"'v': {i}")) for i in range(20)]
+    assert all(outcome.ok for outcome in deploy_sources(files))
+    # One bump, not one per module or service row: every process rebuilds once.
+    assert ConfigVersion.current() == before + 1
