@@ -10,7 +10,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from integration.channels.rest import channel_view
-from integration.views import healthz, metrics
+from integration.views import healthz, metrics, zato_ping
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -18,5 +18,6 @@ urlpatterns = [
     path("manage/api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
+    path("zato/ping", zato_ping, name="zato-ping"),
     re_path(r"^", channel_view),
 ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from integration import snapshot
-from integration.invoke import stats
+from integration.invoke import invoke, stats
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -33,3 +34,13 @@ def metrics(request: HttpRequest) -> HttpResponse:
         lines.append(f'switchboard_invocation_errors_total{{service="{label}"}} {entry["errors"]}')
         lines.append(f'switchboard_invocation_seconds_total{{service="{label}"}} {entry["total_ms"] / 1000:.6f}')
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
+
+
+@csrf_exempt
+def zato_ping(request: HttpRequest) -> JsonResponse:
+    """``/zato/ping`` as Zato answers it, for clients and load balancers written for Zato."""
+    result = invoke("zato.ping", channel="rest", cid=getattr(request, "cid", None))
+    body = {**result.payload, "zato_env": {"result": "ZATO_OK", "cid": result.cid, "details": ""}}
+    response = JsonResponse(body)
+    response["X-Zato-CID"] = result.cid
+    return response

@@ -26,7 +26,6 @@ DEMO_CHANNELS = [
     ("demo.create-customer", "POST", "/demo/customer", "", "demo.create-customer"),
     ("demo.invoice-json", "POST", "/demo/invoice", "application/json", "demo.invoice-json"),
     ("demo.invoice-pdf", "POST", "/demo/invoice", "application/pdf", "demo.invoice-pdf"),
-    ("zato.ping", "", "/zato-compat/ping", "", "zato.ping"),
 ]
 
 
