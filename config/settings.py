@@ -223,6 +223,8 @@ PICKUP_DIR = env_path("PICKUP_DIR", BASE_DIR / "pickup")
 PICKUP_WATCH = env_bool("PICKUP_WATCH", True)
 # How often each process checks the configuration version and the pickup directory.
 CONFIG_POLL_INTERVAL = env_float("CONFIG_POLL_INTERVAL", 0.25, minimum=0.05)
+# Whether server and worker processes run that poller (off only for special cases such as tests).
+CONFIG_POLLER = env_bool("CONFIG_POLLER", True)
 # Largest request body a REST channel accepts; larger ones get 413.
 MAX_REQUEST_BODY = env_int("MAX_REQUEST_BODY", 10 * 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY

@@ -142,7 +142,7 @@ _poller_pid: int | None = None
 def ensure_poller() -> None:
     """Start this process's poller once (after a fork, again: threads do not survive fork)."""
     global _poller_pid
-    if _poller_pid == os.getpid():
+    if _poller_pid == os.getpid() or not settings.CONFIG_POLLER:
         return
     with _lock:
         if _poller_pid == os.getpid():

@@ -33,6 +33,12 @@ def _fresh_snapshot() -> Any:
     snapshot.reset()
 
 
+@pytest.fixture(autouse=True)
+def _no_poller_in_the_test_process(settings: Any) -> None:
+    """Embedded Celery workers would start the config poller here; server processes that tests start keep theirs."""
+    settings.CONFIG_POLLER = False
+
+
 @pytest.fixture
 def builtins(db: None) -> None:
     """The built-in and demo services, recorded as after `migrate` (test DBs are flushed)."""
