@@ -23,12 +23,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP) ## create .venv and install the pinned requirements
 
 run: venv ## migrate, create admin and demos, start web + worker + beat on http://127.0.0.1:$${PORT:-8000}
+	$(PY) manage.py createdb
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
 	exec $(PY) manage.py serve
 
 test: venv ## ruff, Django checks, migrations check and the whole test suite (PostgreSQL + Redis)
 	$(VENV)/bin/ruff check .
+	$(TEST_ENV) $(PY) manage.py createdb
 	$(TEST_ENV) $(PY) manage.py check
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(VENV)/bin/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
