@@ -21,3 +21,6 @@ urlpatterns = [
     path("zato/ping", zato_ping, name="zato-ping"),
     re_path(r"^", channel_view),
 ]
+
+handler404 = "integration.views.not_found"
+handler500 = "integration.views.server_error"

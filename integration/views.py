@@ -7,7 +7,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from integration import snapshot
-from integration.invoke import invoke, stats
+from integration.errors import error_body
+from integration.invoke import invoke, new_cid, stats
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -43,4 +44,31 @@ def zato_ping(request: HttpRequest) -> JsonResponse:
     body = {**result.payload, "zato_env": {"result": "ZATO_OK", "cid": result.cid, "details": ""}}
     response = JsonResponse(body)
     response["X-Zato-CID"] = result.cid
+    return response
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(("/manage/", "/zato/"))
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404 on reserved paths: the one error shape for API paths, Django's page for the admin."""
+    if not _wants_json(request):
+        from django.views.defaults import page_not_found
+
+        return page_not_found(request, exception)  # type: ignore[arg-type]
+    cid = getattr(request, "cid", None) or new_cid()
+    response = JsonResponse(error_body(cid, "URL not found"), status=404)
+    response["X-Zato-CID"] = cid
+    return response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500 on reserved paths: never a traceback; the CID ties the answer to the log."""
+    cid = getattr(request, "cid", None) or new_cid()
+    if _wants_json(request):
+        response: HttpResponse = JsonResponse(error_body(cid, "Internal server error"), status=500)
+    else:
+        response = HttpResponse(f"Internal server error (CID {cid})", status=500, content_type="text/plain")
+    response["X-Zato-CID"] = cid
     return response
