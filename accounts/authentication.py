@@ -13,10 +13,13 @@ import base64
 import binascii
 import hmac
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from django.contrib.auth import get_user_model
+from rest_framework.authentication import BaseAuthentication, BasicAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts import crypto
@@ -94,3 +97,41 @@ class BasicAuthDefinitionAuthentication(DefinitionAuthentication):
 
     def authenticate_header(self, request: Any) -> str:
         return f'Basic realm="{self.realm}"'
+
+
+class AdminBasicAuthentication(BasicAuthentication):
+    """HTTP Basic for the management API, with verified credentials remembered for a while.
+
+    Django's password check (PBKDF2, ~0.3 s by design) on every call makes scripted use of
+    the API crawl. A successful check is remembered under an HMAC of username and password
+    (never the password itself) for ``TTL`` seconds, next to the user's stored password
+    hash, so a changed password, a deactivated user or a different password all miss the
+    cache and go through the full check again.
+    """
+
+    TTL = 300.0
+    MAX_ENTRIES = 10_000
+    _cache: ClassVar[dict[str, tuple[int, str, float]]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def authenticate(self, request: Any) -> tuple[Any, None] | None:
+        header = get_authorization_header(request).split()
+        if not header or header[0].lower() != b"basic" or len(header) != 2:
+            return super().authenticate(request)
+        key = hmac.new(_cache_key(), header[1], "sha256").hexdigest()
+        cached = self._cache.get(key)
+        if cached is not None and cached[2] > time.monotonic():
+            user = get_user_model().objects.filter(pk=cached[0]).first()
+            if user is not None and user.is_active and hmac.compare_digest(user.password, cached[1]):
+                return user, None
+        result = super().authenticate(request)
+        if result is not None:
+            with self._lock:
+                if len(self._cache) >= self.MAX_ENTRIES:
+                    self._cache.clear()
+                self._cache[key] = (result[0].pk, result[0].password, time.monotonic() + self.TTL)
+        return result
+
+
+def _cache_key() -> bytes:
+    return crypto.derived_key("admin-basic-cache")

@@ -37,6 +37,11 @@ def _hash_key() -> bytes:
     return hashlib.sha256(b"switchboard.hash:" + settings.SECRET_KEY.encode()).digest()
 
 
+def derived_key(purpose: str) -> bytes:
+    """A key for one purpose, derived from SECRET_KEY (so purposes never share a key)."""
+    return hashlib.sha256(f"switchboard.{purpose}:".encode() + settings.SECRET_KEY.encode()).digest()
+
+
 def encrypt(plaintext: str) -> str:
     return _fernet().encrypt(plaintext.encode()).decode()
 

@@ -15,6 +15,7 @@ import inspect
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -22,8 +23,17 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
+from integration import snapshot as snapshots
 from integration.models import DeployedService, ServiceModule
-from integration.registry import DeploymentError, LoadedModule, load_builtin, load_source, module_name_for, source_hash
+from integration.registry import (
+    DeploymentError,
+    LoadedModule,
+    load_builtin,
+    load_source,
+    module_name_for,
+    remember,
+    source_hash,
+)
 from integration.signals import one_change
 
 logger = logging.getLogger(__name__)
@@ -45,18 +55,30 @@ class Outcome:
 
 
 def deploy_sources(files: list[tuple[str, str]], origin: str = ServiceModule.Origin.PICKUP) -> list[Outcome]:
-    """Deploy (filename, source) pairs; return an Outcome per file, in order."""
+    """Deploy (filename, source) pairs; return an Outcome per file, in order.
+
+    Each file is imported here first; then everything accepted is written with a handful
+    of bulk queries, whatever the number of files, in one transaction and one change.
+    """
     outcomes: list[Outcome] = []
-    accepted: list[tuple[Outcome, LoadedModule, str, str]] = []
+    accepted: list[tuple[LoadedModule, str, str]] = []
+    rejected: list[tuple[str, str, str, str]] = []
     names = []
     for filename, _ in files:
         try:
             names.append(module_name_for(filename))
         except DeploymentError:
             names.append("")
-    existing = {m.name: m for m in ServiceModule.objects.filter(name__in=[n for n in names if n])}
+    existing = {
+        row["name"]: row
+        for row in ServiceModule.objects.filter(name__in=[n for n in names if n]).values(
+            "name", "origin", "source_hash", "rejected_hash", "last_error"
+        )
+    }
     owners = dict(DeployedService.objects.values_list("name", "module__name"))
-    rejected: list[tuple[str, str, str, str]] = []
+    owned: dict[str, list[str]] = {}
+    for service, module in owners.items():
+        owned.setdefault(module, []).append(service)
 
     for (filename, source), name in zip(files, names, strict=True):
         outcome = Outcome(filename, name)
@@ -66,13 +88,13 @@ def deploy_sources(files: list[tuple[str, str]], origin: str = ServiceModule.Ori
         try:
             if not name:
                 module_name_for(filename)  # raises with the reason
-            if row is not None and row.origin == ServiceModule.Origin.BUILTIN:
+            if row is not None and row["origin"] == ServiceModule.Origin.BUILTIN:
                 raise DeploymentError(f"`{name}` is the name of a built-in module and cannot be replaced")
-            if row is not None and row.source_hash == digest and row.source:
-                outcome.services = sorted(row.services.values_list("name", flat=True))
+            if row is not None and row["source_hash"] == digest:
+                outcome.services = sorted(owned.get(name, []))
                 continue  # unchanged: nothing to do
-            if row is not None and row.rejected_hash == digest:
-                outcome.error = row.last_error  # the same broken file again
+            if row is not None and row["rejected_hash"] == digest:
+                outcome.error = row["last_error"]  # the same broken file again
                 continue
             loaded = load_source(name, source, filename)
             for info in loaded.services:
@@ -81,57 +103,75 @@ def deploy_sources(files: list[tuple[str, str]], origin: str = ServiceModule.Ori
                     raise DeploymentError(f"Service `{info.name}` is already deployed from module `{owner}`")
         except DeploymentError as exc:
             outcome.error = str(exc)
-            rejected.append((name, filename, digest, outcome.error))
+            if name:
+                rejected.append((name, filename, digest, outcome.error))
             logger.error("Deployment of %s rejected; the previous version (if any) keeps serving: %s",
                          filename, exc)
             continue
         outcome.services = [info.name for info in loaded.services]
         outcome.changed = True
-        accepted.append((outcome, loaded, filename, source))
+        accepted.append((loaded, filename, source))
 
+    if not accepted and not rejected:
+        return outcomes
     with transaction.atomic(), one_change():
         now = timezone.now()
         for name, filename, digest, error in rejected:
-            if not name:
-                continue
             ServiceModule.objects.update_or_create(
                 name=name,
                 defaults={"last_error": error, "last_error_at": now, "rejected_hash": digest, "filename": filename},
                 create_defaults={"last_error": error, "last_error_at": now, "rejected_hash": digest,
                                  "filename": filename, "origin": origin},
             )
-        for outcome, loaded, filename, source in accepted:
-            _store(loaded, filename, source, origin, now)
-            logger.info("Deployed %d services from %s: %s", len(outcome.services), filename,
-                        ", ".join(outcome.services) or "(none)")
+        _store(accepted, origin, now)
+        snapshots.changed()  # bulk writes send no signals
+    for loaded, filename, _ in accepted:
+        remember(loaded)  # this process's snapshot reuses the import instead of repeating it
+        logger.info("Deployed %d services from %s: %s", len(loaded.services), filename,
+                    ", ".join(info.name for info in loaded.services) or "(none)")
     return outcomes
 
 
-def _store(loaded: LoadedModule, filename: str, source: str, origin: str, now: object) -> None:
-    module, _ = ServiceModule.objects.update_or_create(
-        name=loaded.name,
-        defaults={
-            "filename": filename, "origin": origin, "source": source, "source_hash": loaded.source_hash,
-            "deployed_at": now, "last_error": "", "last_error_at": None, "rejected_hash": "",
-        },
+def _store(accepted: list[tuple[LoadedModule, str, str]], origin: str, now: datetime) -> None:
+    """Write accepted modules and their services with bulk queries."""
+    if not accepted:
+        return
+    ServiceModule.objects.bulk_create(
+        [
+            ServiceModule(name=loaded.name, filename=filename, origin=origin, source=source,
+                          source_hash=loaded.source_hash, deployed_at=now, last_error="", last_error_at=None,
+                          rejected_hash="")
+            for loaded, filename, source in accepted
+        ],
+        update_conflicts=True,
+        unique_fields=["name"],
+        update_fields=["filename", "origin", "source", "source_hash", "deployed_at", "last_error",
+                       "last_error_at", "rejected_hash"],
     )
-    wanted = {info.name: info.cls.__name__ for info in loaded.services}
-    current = {svc.name: svc for svc in module.services.all()}
-    new = [DeployedService(name=n, module=module, class_name=c, deployed_at=now)
-           for n, c in wanted.items() if n not in current]
-    DeployedService.objects.bulk_create(new)
-    kept = [svc for name, svc in current.items() if name in wanted]
-    for svc in kept:
-        svc.class_name, svc.deployed_at = wanted[svc.name], now
-    DeployedService.objects.bulk_update(kept, ["class_name", "deployed_at"])
+    module_ids = dict(ServiceModule.objects.filter(name__in=[m.name for m, _, _ in accepted])
+                      .values_list("name", "id"))
+    wanted = {info.name: (module_ids[loaded.name], info.cls.__name__)
+              for loaded, _, _ in accepted for info in loaded.services}
+    current = {svc.name: svc for svc in DeployedService.objects.filter(module_id__in=module_ids.values())}
+    DeployedService.objects.bulk_create([
+        DeployedService(name=name, module_id=module_id, class_name=class_name, deployed_at=now)
+        for name, (module_id, class_name) in wanted.items() if name not in current
+    ])
+    DeployedService.objects.filter(pk__in=[svc.pk for name, svc in current.items() if name in wanted]).update(
+        deployed_at=now
+    )
     for name, svc in current.items():
-        if name not in wanted:
-            try:
-                with transaction.atomic():
-                    svc.delete()
-            except ProtectedError:
-                # Channels still point at it; invoking it answers "not deployed" until they change.
-                logger.warning("Service %s is gone from %s but channels still use it", name, filename)
+        if name in wanted:
+            if svc.class_name != wanted[name][1]:
+                svc.class_name = wanted[name][1]
+                svc.save(update_fields=["class_name"])
+            continue
+        try:
+            with transaction.atomic():
+                svc.delete()
+        except ProtectedError:
+            # Channels still point at it; invoking it answers "not deployed" until they change.
+            logger.warning("Service %s is gone from module %s but channels still use it", name, svc.module_id)
 
 
 def deploy_paths(paths: list[Path], origin: str = ServiceModule.Origin.CLI) -> list[Outcome]:
@@ -154,7 +194,8 @@ def sync_builtin() -> None:
             if row is not None and row.source_hash == loaded.source_hash:
                 continue
             source = inspect.getsource(importlib.import_module(dotted))
-            _store(loaded, dotted, source, ServiceModule.Origin.BUILTIN, now)
+            _store([(loaded, dotted, source)], ServiceModule.Origin.BUILTIN, now)
+            snapshots.changed()
 
 
 class PickupWatcher:

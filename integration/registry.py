@@ -128,6 +128,20 @@ def load_builtin(dotted: str) -> LoadedModule:
     return LoadedModule(dotted, source_hash(source), discover(module))
 
 
+# Modules imported by a deployment in this process, kept until the next snapshot build
+# picks them up, so the same source is not imported twice in a row.
+_fresh: dict[str, LoadedModule] = {}
+
+
+def remember(module: LoadedModule) -> None:
+    _fresh[module.name] = module
+
+
+def recall(name: str, digest: str) -> LoadedModule | None:
+    module = _fresh.pop(name, None)
+    return module if module is not None and module.source_hash == digest else None
+
+
 class Registry:
     """An immutable map of service name -> ServiceInfo, plus the modules it came from."""
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from integration.registry import DeploymentError, LoadedModule, Registry, load_builtin, load_source
+from integration.registry import DeploymentError, LoadedModule, Registry, load_builtin, load_source, recall
 
 if TYPE_CHECKING:
     from accounts.security import SecurityTable
@@ -72,14 +72,23 @@ def _build(version: int, previous: Snapshot | None) -> Snapshot:
     from integration.models import ServiceModule
 
     started = time.perf_counter()
-    old_modules = previous.registry.modules if previous else {}
+    old_modules = dict(previous.registry.modules) if previous else {}
     modules: list[LoadedModule] = []
     for dotted in settings.BUILTIN_SERVICE_MODULES:
         modules.append(old_modules.get(dotted) or load_builtin(dotted))
     rows = ServiceModule.objects.exclude(origin=ServiceModule.Origin.BUILTIN).exclude(source="")
     hashes = list(rows.values_list("name", "source_hash"))
-    # Fetch source text only for modules this process has not loaded at that hash.
-    stale = [name for name, digest in hashes if getattr(old_modules.get(name), "source_hash", None) != digest]
+    # Reuse modules this process already imported at that hash (earlier snapshot, or a
+    # deployment made here); fetch source text only for the others.
+    stale = []
+    for name, digest in hashes:
+        if getattr(old_modules.get(name), "source_hash", None) == digest:
+            continue
+        recalled = recall(name, digest)
+        if recalled is not None:
+            old_modules[name] = recalled
+        else:
+            stale.append(name)
     fresh = {name: (source, filename)
              for name, source, filename in rows.filter(name__in=stale).values_list("name", "source", "filename")}
     for name, _ in hashes:

@@ -84,3 +84,22 @@ def test_names_are_unique_across_definition_types(api, basic_auth) -> None:
     response = api.post(f"{API}/", {"name": "shared", "username": "x"}, format="json")
     assert response.status_code == 400
     assert "name" in response.json()["details"]
+
+
+def test_the_api_remembers_a_verified_password_but_not_a_changed_one(alice, django_assert_max_num_queries) -> None:
+    from rest_framework.test import APIClient
+
+    from tests.conftest import ALICE_PASSWORD, basic_header
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=basic_header("alice", ALICE_PASSWORD))
+    assert client.get("/manage/api/v1/channels/rest/").status_code == 200
+    assert client.get("/manage/api/v1/channels/rest/").status_code == 200  # served from the cache
+    alice.set_password("a-new-password")
+    alice.save()
+    # The cached entry no longer matches the stored hash: the old password is refused at once.
+    assert client.get("/manage/api/v1/channels/rest/").status_code == 401
+    client.credentials(HTTP_AUTHORIZATION=basic_header("alice", "a-new-password"))
+    assert client.get("/manage/api/v1/channels/rest/").status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=basic_header("alice", "wrong"))
+    assert client.get("/manage/api/v1/channels/rest/").status_code == 401
