@@ -9,6 +9,9 @@ preload_app = True  # import Django and build the snapshot once, before forking
 accesslog = None
 graceful_timeout = 10
 timeout = 60
+# gunicorn's control socket defaults to one path per user, which every gunicorn on the
+# machine (make run, tests, benchmarks) would take over from the others: keep it per VAR_DIR.
+control_socket = os.path.join(os.environ.get("VAR_DIR", "var"), "gunicorn.ctl")
 
 
 def post_fork(server, worker):

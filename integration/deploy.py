@@ -201,7 +201,7 @@ def sync_builtin() -> None:
 class PickupWatcher:
     """Deploys ``*.py`` files that appear or change in the pickup directory.
 
-    Polled by every process's snapshot thread. A file is deployed once its size and
+    Polled by every process's snapshot thread. A file is deployed once its inode, size and
     modification time are the same on two scans in a row, so a file still being written
     is not deployed half-way. Deployment is idempotent (same source hash = no change), so
     several processes watching the same directory do no harm.
@@ -209,20 +209,20 @@ class PickupWatcher:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self.seen: dict[str, tuple[int, int]] = {}
-        self.pending: dict[str, tuple[int, int]] = {}
+        self.seen: dict[str, tuple[int, int, int]] = {}
+        self.pending: dict[str, tuple[int, int, int]] = {}
 
     def scan(self) -> list[Outcome]:
         try:
             entries = list(os.scandir(self.directory))
         except FileNotFoundError:
             return []
-        ready: list[tuple[str, str]] = []
+        ready: list[tuple[str, str, tuple[int, int, int]]] = []
         for entry in entries:
             if not entry.name.endswith(".py") or entry.name.startswith(".") or not entry.is_file():
                 continue
             stat = entry.stat()
-            signature = (stat.st_mtime_ns, stat.st_size)
+            signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
             if self.seen.get(entry.name) == signature:
                 continue
             if self.pending.get(entry.name) != signature:
@@ -234,7 +234,13 @@ class PickupWatcher:
                 logger.error("Cannot read %s from the pickup directory: %s", entry.path, exc)
                 self.seen[entry.name] = signature
                 continue
-            ready.append((entry.path, source))
-            self.seen[entry.name] = signature
-            self.pending.pop(entry.name, None)
-        return deploy_sources(ready, ServiceModule.Origin.PICKUP) if ready else []
+            ready.append((entry.path, source, signature))
+        if not ready:
+            return []
+        # Raises if the database is unreachable: the files stay unseen and are tried again.
+        outcomes = deploy_sources([(path, source) for path, source, _ in ready], ServiceModule.Origin.PICKUP)
+        for path, _, signature in ready:
+            name = os.path.basename(path)
+            self.seen[name] = signature
+            self.pending.pop(name, None)
+        return outcomes

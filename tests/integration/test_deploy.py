@@ -119,3 +119,22 @@ def test_a_batch_deploy_is_one_configuration_change() -> None:
     assert all(outcome.ok for outcome in deploy_sources(files))
     # One bump, not one per module or service row: every process rebuilds once.
     assert ConfigVersion.current() == before + 1
+
+
+def test_the_watcher_retries_a_file_whose_deployment_failed(tmp_path, monkeypatch) -> None:
+    from integration import deploy
+
+    watcher = PickupWatcher(tmp_path)
+    (tmp_path / "later.py").write_text(V1)
+    watcher.scan()
+
+    def database_down(*args, **kwargs):
+        raise deploy.DeploymentError("database unreachable")  # stands in for an OperationalError
+
+    monkeypatch.setattr(deploy, "deploy_sources", database_down)
+    with pytest.raises(deploy.DeploymentError):
+        watcher.scan()
+    monkeypatch.undo()
+    # The failed attempt did not mark the file as seen: the next scan deploys it.
+    (outcome,) = watcher.scan()
+    assert outcome.services == ["later.hello"]

@@ -59,9 +59,12 @@ class Command(BaseCommand):
                         break
                 time.sleep(0.2)
         finally:
+            # SIGTERM to each child's main process only: gunicorn and Celery stop their own
+            # workers. Signalling the whole group can kill a Celery pool process while it
+            # holds a shared lock and hang the worker's shutdown.
             for child in children.values():
                 if child.poll() is None:
-                    os.killpg(child.pid, signal.SIGTERM)
+                    child.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 15
             for child in children.values():
                 try:

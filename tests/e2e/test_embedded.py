@@ -1,0 +1,177 @@
+"""The embedded default that ``make run`` starts: SQLite and a file broker in VAR_DIR, no servers to install.
+
+No database fixture here: the processes use their own SQLite file in a temporary
+VAR_DIR, and pytest-django blocks any database access from this test process, so the
+PostgreSQL test database is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.servers import client
+from tests.servers.procs import REPO_ROOT, ManagedProcess, free_port, is_running, members_of_groups, wait_for
+
+pytestmark = [pytest.mark.e2e]
+
+# Settings read these to leave the embedded default; a test run sets the first two.
+NOT_EMBEDDED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "ADMIN_PASSWORD", "ADMIN_PASSWORD_FILE")
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The test's environment without PostgreSQL, Redis or a preset admin password, VAR_DIR in tmp."""
+    var_dir = tmp_path / "var"
+    runtime_dir = tempfile.mkdtemp(prefix="sb-run-")  # gunicorn's control socket: see tests/servers/web.py
+    env = {key: value for key, value in os.environ.items() if key not in NOT_EMBEDDED}
+    env.update(
+        {
+            "VAR_DIR": str(var_dir),
+            "PICKUP_DIR": str(tmp_path / "pickup"),
+            # One web worker is enough to answer, and leaves CPU to the other tests.
+            "WEB_WORKERS": "1",
+            "XDG_RUNTIME_DIR": runtime_dir,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    yield env
+    shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def row_counts(database: Path) -> dict[str, int]:
+    tables = ("auth_user", "integration_restchannel", "integration_deployedservice", "integration_servicemodule")
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        return {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}  # noqa: S608
+
+
+@pytest.fixture
+def start_serve(tmp_path):  # type: ignore[no-untyped-def]
+    """Start ``manage.py serve`` with an environment; it and all it started are stopped at teardown."""
+    started: list[ManagedProcess] = []
+
+    def _start(env: dict[str, str]) -> ManagedProcess:
+        process = ManagedProcess([sys.executable, "manage.py", "serve"], env=env, log_path=tmp_path / "serve.log")
+        started.append(process)
+        return process.start()
+
+    yield _start
+    for process in started:
+        # SIGTERM reaches serve, which stops its children; SIGKILL for every group it made after 8 s.
+        process.stop(grace=8)
+
+
+def test_the_embedded_platform_migrates_bootstraps_serves_and_stops_cleanly(embedded_env, start_serve):
+    var_dir = Path(embedded_env["VAR_DIR"])
+    started = time.monotonic()
+    timings: dict[str, float] = {}  # printed at the end: pytest shows them when the test fails
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.monotonic() - started - sum(timings.values()), 2)
+
+    manage(embedded_env, "migrate", "--noinput")
+    lap("migrate")
+    database = var_dir / "switchboard.sqlite3"
+    assert database.exists(), "migrate did not create the SQLite database in VAR_DIR"
+
+    first = manage(embedded_env, "bootstrap")
+    lap("bootstrap")
+    match = re.search(r"Created user admin with password (\S+) \(saved to (\S+);", first.stdout)
+    assert match, first.stdout
+    password_file = var_dir / "admin-password"
+    assert match.group(2) == str(password_file)
+    assert password_file.read_text() == match.group(1) + "\n"
+    assert password_file.stat().st_mode & 0o777 == 0o600  # a secret: for the owner only
+    counts = row_counts(database)
+    assert counts["auth_user"] == 1
+    assert counts["integration_restchannel"] > 0  # the demo channels
+
+    second = manage(embedded_env, "bootstrap")
+    lap("bootstrap again")
+    assert "Created" not in second.stdout + second.stderr
+    assert row_counts(database) == counts
+    assert password_file.read_text() == match.group(1) + "\n"
+
+    port = free_port()  # chosen just before use: other tests take ports too
+    base = f"http://127.0.0.1:{port}"
+    serve = start_serve({**embedded_env, "PORT": str(port)})
+
+    def hello_answers() -> client.Reply | None:
+        assert serve.poll() is None, f"serve exited early:\n{serve.log_tail()}"
+        reply = client.try_get(base + "/demo/hello", timeout=2)
+        return reply if reply is not None and reply.status == 200 else None
+
+    hello = wait_for(hello_answers, timeout=60, interval=0.1, message=lambda: f"no /demo/hello\n{serve.log_tail()}")
+    lap("serve: web answers")
+    assert hello.headers["content-type"] == "application/json"
+    assert hello.json()["hello"] == "world"
+    login = client.get(base + "/admin/login/")
+    assert login.status == 200
+    assert 'name="username"' in login.text
+
+    # The worker logs "celery@<host> ready." once it consumes from the broker; beat logs its start.
+    wait_for(
+        lambda: re.search(r"celery@\S+ ready\.", serve.log_text()) and "beat: Starting..." in serve.log_text(),
+        timeout=60,
+        interval=0.1,
+        message=lambda: f"Celery worker or beat did not start\n{serve.log_tail()}",
+    )
+    lap("serve: Celery ready")
+    children = {stat.pid: stat for stat in serve.tree() if stat.ppid == serve.pid}
+    # Each child is `python -m MODULE ...`.
+    modules = sorted(stat.cmdline.split()[2] for stat in children.values())
+    assert modules == ["celery", "celery", "gunicorn"], [stat.cmdline for stat in children.values()]
+    assert any(" worker " in stat.cmdline for stat in children.values())
+    assert any(" beat " in stat.cmdline for stat in children.values())
+    assert "exited with code" not in serve.log_text(), serve.log_tail()
+
+    everything = serve.tree()  # children and grandchildren (gunicorn and Celery pool workers)
+    assert all(is_running(stat) for stat in everything)
+    groups = {serve.pid} | {stat.pgrp for stat in everything}
+    assert len(everything) >= 5  # gunicorn master + worker, Celery worker + its pool, beat
+
+    serve.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal of `make run` sends
+    interrupted_at = time.monotonic()
+    try:
+        code = serve.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"serve did not exit within 30 s of SIGINT\n{serve.log_tail()}")
+    took = time.monotonic() - interrupted_at
+    lap("serve: stopped")
+    print("timings (s):", timings)
+    # Ctrl-C must stop everything promptly (serve itself gives its children 15 s, then SIGKILLs them).
+    assert took < 20, f"serve took {took:.1f} s to stop\n{serve.log_tail()}"
+    assert code == 0, serve.log_tail()
+    assert "Switchboard stopped." in serve.log_text()
+
+    # serve waits for its children, and each child for its own; allow a moment for reaping.
+    wait_for(
+        lambda: not any(is_running(stat) for stat in everything) and not members_of_groups(groups),
+        timeout=5,
+        message=lambda: f"left running: {[s.cmdline for s in members_of_groups(groups)]}",
+    )

@@ -1,0 +1,144 @@
+"""``WebServer``: gunicorn started the way production starts it, on a free port of 127.0.0.1.
+
+The command is the one ``manage.py serve`` runs (``python -m gunicorn -c
+config/gunicorn.conf.py config.wsgi:application`` in the repository root, ``PORT`` and
+``WEB_WORKERS`` from the environment). ``start()`` returns once ``/healthz`` answers 200,
+that is once the database answers and the configuration snapshot is loaded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from tests.servers import client
+from tests.servers.procs import REPO_ROOT, ManagedProcess, free_port
+
+GUNICORN = ["-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi:application"]
+_PORT_TAKEN = ("Address already in use", "Connection in use")
+
+
+def database_url(db: dict[str, Any]) -> str:
+    """A ``DATABASE_URL`` for Django's ``DATABASES`` entry ``db`` (PostgreSQL only).
+
+    In a test, pass ``settings.DATABASES["default"]`` after the test database exists:
+    its NAME is then the test database (``test_switchboard_gw0`` under xdist).
+    """
+    if "postgresql" not in db["ENGINE"]:
+        raise ValueError(f"Server processes share the test database only on PostgreSQL, not {db['ENGINE']}")
+    user = quote(str(db.get("USER") or ""), safe="")
+    password = quote(str(db.get("PASSWORD") or ""), safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = quote(str(db.get("HOST") or "127.0.0.1"), safe="")  # a socket directory is %-encoded
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{credentials}{host}{port}/{quote(str(db['NAME']), safe='')}"
+
+
+class WebServer:
+    """One gunicorn master with ``workers`` workers, in its own process group.
+
+    ``env`` is the complete environment (build it from ``os.environ``); PORT, WEB_WORKERS
+    and XDG_RUNTIME_DIR are set here. Use as a context manager, or call ``start()`` and
+    ``stop()``; ``stop()`` is safe to call twice.
+    """
+
+    def __init__(self, env: dict[str, str], *, log_dir: Path, workers: int = 2, name: str = "web") -> None:
+        self.env = dict(env)
+        self.workers = workers
+        self.name = name
+        self.log_dir = Path(log_dir)
+        self.port = 0
+        self.process: ManagedProcess | None = None
+        # gunicorn >= 25 opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl, else
+        # ~/.gunicorn/gunicorn.ctl: one path for every instance on the machine, so a second
+        # server (or a parallel test) would replace the first one's socket. A private
+        # directory per server keeps them apart (short path: Unix sockets allow ~107 bytes).
+        self._runtime_dir = tempfile.mkdtemp(prefix="sb-run-")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def get(self, path: str, **kwargs: Any) -> client.Reply:
+        return client.get(self.url(path), **kwargs)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> client.Reply:
+        return client.request(method, self.url(path), **kwargs)
+
+    def start(self, timeout: float = 45.0) -> WebServer:
+        """Start gunicorn and wait (bounded) until it serves; retry on a port someone else took."""
+        for attempt in range(3):
+            self.port = free_port()
+            env = {
+                **self.env,
+                "PORT": str(self.port),
+                "WEB_WORKERS": str(self.workers),
+                "XDG_RUNTIME_DIR": self._runtime_dir,
+            }
+            self.process = ManagedProcess(
+                [sys.executable, *GUNICORN],
+                env=env,
+                cwd=REPO_ROOT,
+                log_path=self.log_dir / f"{self.name}-{attempt}.log",
+            ).start()
+            if self._wait_ready(timeout):
+                return self
+            log = self.process.log_text()
+            self.process.stop()
+            if not any(marker in log for marker in _PORT_TAKEN):
+                break
+        raise RuntimeError(f"gunicorn ({self.name}) did not start in {timeout:.0f} s; its log:\n{self.log_tail()}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            reply = client.try_get(self.url("/healthz"), timeout=2)
+            if reply is not None and reply.status == 200:
+                return self._wait_workers(deadline)
+            time.sleep(0.05)
+        return False
+
+    def _wait_workers(self, deadline: float) -> bool:
+        # /healthz answered, so one worker runs; the tests also want to know all of them.
+        while time.monotonic() < deadline:
+            if len(self.worker_pids()) >= self.workers:
+                return True
+            time.sleep(0.05)
+        return False
+
+    @property
+    def pid(self) -> int:
+        """The gunicorn master's pid."""
+        assert self.process is not None
+        return self.process.pid
+
+    def worker_pids(self) -> set[int]:
+        """The pids of the master's worker processes, read from /proc."""
+        assert self.process is not None
+        return {stat.pid for stat in self.process.tree() if stat.ppid == self.process.pid}
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.process.log_tail(lines) if self.process is not None else ""
+
+    def stop(self) -> None:
+        """SIGTERM the process group; SIGKILL whatever is left after a few seconds."""
+        if self.process is not None:
+            self.process.stop(grace=8.0)  # gunicorn's graceful_timeout is 10 s; idle workers exit at once
+        shutil.rmtree(self._runtime_dir, ignore_errors=True)
+
+    def __enter__(self) -> WebServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
