@@ -74,7 +74,8 @@ class BasicAuthDefinitionAuthentication(DefinitionAuthentication):
                    definition.realm)
 
     def authenticate(self, request: Any) -> tuple[CallerIdentity, str] | None:
-        header = get_authorization_header(request).split()
+        # Read the one header directly: DRF's helper builds request.headers from the whole environ.
+        header = request.META.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace").split()
         if not header or header[0].lower() != b"basic":
             return None
         if len(header) != 2:

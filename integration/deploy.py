@@ -24,7 +24,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from integration import snapshot as snapshots
-from integration.models import DeployedService, ServiceModule
+from integration.models import ConfigVersion, DeployedService, ServiceModule
 from integration.registry import (
     DeploymentError,
     LoadedModule,
@@ -59,7 +59,15 @@ def deploy_sources(files: list[tuple[str, str]], origin: str = ServiceModule.Ori
 
     Each file is imported here first; then everything accepted is written with a handful
     of bulk queries, whatever the number of files, in one transaction and one change.
+    Deployments are serialised by a lock on the configuration version row, so when
+    several processes pick up the same file, the later ones find it already deployed.
     """
+    with transaction.atomic():
+        ConfigVersion.lock()
+        return _deploy_locked(files, origin)
+
+
+def _deploy_locked(files: list[tuple[str, str]], origin: str) -> list[Outcome]:
     outcomes: list[Outcome] = []
     accepted: list[tuple[LoadedModule, str, str]] = []
     rejected: list[tuple[str, str, str, str]] = []
@@ -111,6 +119,9 @@ def deploy_sources(files: list[tuple[str, str]], origin: str = ServiceModule.Ori
         outcome.services = [info.name for info in loaded.services]
         outcome.changed = True
         accepted.append((loaded, filename, source))
+        # Before the commit, whose hook rebuilds this process's snapshot: it then reuses
+        # this import. recall() checks the hash, so a rolled-back entry does no harm.
+        remember(loaded)
 
     if not accepted and not rejected:
         return outcomes
@@ -126,7 +137,6 @@ def deploy_sources(files: list[tuple[str, str]], origin: str = ServiceModule.Ori
         _store(accepted, origin, now)
         snapshots.changed()  # bulk writes send no signals
     for loaded, filename, _ in accepted:
-        remember(loaded)  # this process's snapshot reuses the import instead of repeating it
         logger.info("Deployed %d services from %s: %s", len(loaded.services), filename,
                     ", ".join(info.name for info in loaded.services) or "(none)")
     return outcomes
@@ -204,7 +214,8 @@ class PickupWatcher:
     Polled by every process's snapshot thread. A file is deployed once its inode, size and
     modification time are the same on two scans in a row, so a file still being written
     is not deployed half-way. Deployment is idempotent (same source hash = no change), so
-    several processes watching the same directory do no harm.
+    several processes watching the same directory deploy each file once: deployments are
+    serialised, and the later ones find the source unchanged.
     """
 
     def __init__(self, directory: Path) -> None:

@@ -43,6 +43,12 @@ class ConfigVersion(models.Model):
             cls.objects.get_or_create(pk=1, defaults={"version": 1})
 
     @classmethod
+    def lock(cls) -> None:
+        """Hold the version row until the transaction ends (serialises deployments)."""
+        cls.objects.get_or_create(pk=1)
+        list(cls.objects.select_for_update().filter(pk=1).values_list("pk", flat=True))
+
+    @classmethod
     def current(cls) -> int:
         return cls.objects.filter(pk=1).values_list("version", flat=True).first() or 0
 

@@ -138,3 +138,29 @@ def test_the_watcher_retries_a_file_whose_deployment_failed(tmp_path, monkeypatc
     # The failed attempt did not mark the file as seen: the next scan deploys it.
     (outcome,) = watcher.scan()
     assert outcome.services == ["later.hello"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_picking_up_the_same_file_deploy_it_once() -> None:
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def pick_up() -> None:
+        barrier.wait()
+        try:
+            outcomes.extend(deploy_sources([("shared_pickup.py", V1)]))
+        finally:
+            connection.close()  # each thread has its own connection, like each worker process
+
+    threads = [threading.Thread(target=pick_up) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # Deployments are serialised on the version row: the second finds the source unchanged.
+    assert sorted(outcome.changed for outcome in outcomes) == [False, True]
+    assert all(outcome.services == ["shared-pickup.hello"] for outcome in outcomes)
