@@ -1,0 +1,6 @@
+"""The cold-start baseline: the smallest WSGI application gunicorn can serve."""
+
+
+def application(environ, start_response):  # type: ignore[no-untyped-def]
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
