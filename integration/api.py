@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework import mixins, parsers, status, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integration.api_base import ConfigViewSet, _cid
-from integration.channels.rest import error_response, json_default
+from integration.channels.rest import error_response, render_result
 from integration.deploy import deploy_sources
-from integration.errors import SwitchboardError
+from integration.errors import BadRequest, SwitchboardError
 from integration.invoke import invoke
 from integration.models import DeployedService, RestChannel, ServiceModule
 from integration.serializers import (
@@ -92,24 +91,14 @@ class InvokeView(APIView):
         cid = _cid(request)
         try:
             payload = request.data if request.body else None
-        except Exception:  # DRF raises ParseError lazily; report it in the one shape
-            return error_response(SwitchboardError("Invalid JSON in request body"), cid)
+        except ParseError as exc:  # DRF parses lazily; report it in the one shape
+            return error_response(BadRequest(f"Invalid JSON in request body: {exc.detail}"), cid)
         try:
             user = getattr(request.user, "username", "")
             result = invoke(service, payload, channel=ChannelInfo(type="invoke", name="manage-api", username=user),
                             cid=cid)
         except SwitchboardError as exc:
             return error_response(exc, cid)
-        body = result.payload
-        if isinstance(body, (dict, list)):
-            content: Any = json.dumps(body, default=json_default)
-            content_type = result.content_type or "application/json"
-        else:
-            content = body if isinstance(body, bytes) else ("" if body is None else str(body))
-            content_type = result.content_type or "text/plain; charset=utf-8"
-        response = HttpResponse(content, status=result.status_code, content_type=content_type)
-        for key, value in result.headers.items():
-            response[key] = value
-        response["X-Zato-CID"] = cid
+        response = render_result(result)
         response["X-Zato-Response-Time"] = f"{result.duration_ms:.3f}"
         return response

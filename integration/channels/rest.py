@@ -131,7 +131,7 @@ def _dispatch(request: HttpRequest, cid: str) -> HttpResponse:
     )
     result = invoke_info(channel.service, payload, cid=cid, snap=snap, channel=info, raw=raw, http=http,
                          params=params)
-    return _render(result, channel.data_format)
+    return render_result(result, channel.data_format)
 
 
 def _authenticate(channel: Any, request: HttpRequest) -> Any:
@@ -183,7 +183,8 @@ def _query_dict(request: HttpRequest) -> dict[str, Any]:
     return query
 
 
-def _render(result: Any, data_format: str) -> HttpResponse:
+def render_result(result: Any, data_format: str = "json") -> HttpResponse:
+    """A successful invocation as an HTTP response, with its headers and ``X-Zato-CID``."""
     payload = result.payload
     if isinstance(payload, (dict, list)):
         content = json.dumps(payload, default=json_default)

@@ -154,6 +154,8 @@ def test_invoke_runs_a_service_by_name(api, builtins) -> None:
     missing = api.post(f"{API}/invoke/demo.get-customer", {}, format="json")
     assert assert_api_error(missing, 400)["details"] == "Element missing: customer_id"
     assert_api_error(api.post(f"{API}/invoke/no.such", {}, format="json"), 404)
+    broken = api.generic("POST", f"{API}/invoke/demo.echo", '{"a": ', content_type="application/json")
+    assert assert_api_error(broken, 400)["details"].startswith("Invalid JSON in request body")
 
 
 def test_the_openapi_schema_is_served(api) -> None:
