@@ -7,8 +7,6 @@ once per configuration version.
 
 from __future__ import annotations
 
-from typing import Any
-
 from accounts.authentication import BasicAuthDefinitionAuthentication, DefinitionAuthentication
 
 AUTHENTICATORS: dict[str, type[DefinitionAuthentication]] = {
@@ -41,12 +39,3 @@ class SecurityTable:
     def __len__(self) -> int:
         return len(self.by_id)
 
-
-def authenticate(authenticator: DefinitionAuthentication, request: Any) -> Any:
-    """Run one authenticator; ``None`` from it (no credentials at all) is also a failure."""
-    from rest_framework.exceptions import AuthenticationFailed
-
-    result = authenticator.authenticate(request)
-    if result is None:
-        raise AuthenticationFailed("Unauthorized")
-    return result[0]

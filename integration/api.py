@@ -67,11 +67,14 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 class RestChannelViewSet(ConfigViewSet):
     queryset = RestChannel.objects.select_related("service", "security").order_by("name")
     serializer_class = RestChannelSerializer
-    filterset_fields = ["is_active", "method"]
-
     def get_queryset(self) -> Any:
+        """Filters: ``?search=`` (name or path), ``?service=``, ``?method=``, ``?is_active=true|false``."""
         queryset = super().get_queryset()
         params = self.request.query_params
+        if "method" in params:
+            queryset = queryset.filter(method=params["method"].upper())
+        if params.get("is_active") in ("true", "false"):
+            queryset = queryset.filter(is_active=params["is_active"] == "true")
         if params.get("search"):
             queryset = queryset.filter(name__icontains=params["search"]) | queryset.filter(
                 url_path__icontains=params["search"]

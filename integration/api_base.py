@@ -71,7 +71,7 @@ class ConfigViewSet(viewsets.ModelViewSet):
             return super().destroy(request, *args, **kwargs)
 
 
-def full_clean_into(serializer_errors_from: type, instance: Any) -> None:
+def full_clean_into(instance: Any) -> None:
     """Run a model's ``clean()`` and raise DRF validation errors naming the fields."""
     try:
         instance.full_clean(validate_unique=False, validate_constraints=False)

@@ -72,7 +72,7 @@ class RestChannelSerializer(serializers.ModelSerializer):
         instance = copy.copy(self.instance) if self.instance is not None else RestChannel()
         for key, value in attrs.items():
             setattr(instance, key, value)
-        full_clean_into(RestChannel, instance)
+        full_clean_into(instance)
         # clean() normalises (strips, upper-cases): keep what it produced.
         for field in ("url_path", "method", "accept"):
             if field in attrs:

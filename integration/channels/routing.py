@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from integration.errors import MethodNotAllowed, NotAcceptable, NotFound
 
@@ -238,6 +238,3 @@ def _compile(url_path: str) -> re.Pattern[str]:
     parts.append(re.escape(url_path[last:]))
     return re.compile("^" + "".join(parts) + "$")
 
-
-def describe(channel: CompiledChannel) -> dict[str, Any]:
-    return {"name": channel.name, "path": channel.url_path, "method": channel.method or "*"}

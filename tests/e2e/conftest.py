@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from tests.servers.procs import REPO_ROOT
+from tests.servers.procs import run_manage
 from tests.servers.web import WebServer, database_url
 
 
@@ -73,14 +72,6 @@ def manage(server_env: dict[str, str]) -> Callable[..., subprocess.CompletedProc
     """Run ``python manage.py ARGS`` in a subprocess on this test's database (bounded: 60 s)."""
 
     def _run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO_ROOT,
-            env=server_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_manage(server_env, *args)
 
     return _run

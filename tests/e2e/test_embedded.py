@@ -22,7 +22,14 @@ from pathlib import Path
 import pytest
 
 from tests.servers import client
-from tests.servers.procs import REPO_ROOT, ManagedProcess, free_port, is_running, members_of_groups, wait_for
+from tests.servers.procs import (
+    ManagedProcess,
+    free_port,
+    is_running,
+    members_of_groups,
+    run_manage,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e]
 
@@ -51,15 +58,7 @@ def embedded_env(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_manage(env, *args, timeout=120)
     assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 

@@ -130,6 +130,20 @@ def test_invalid_channels_are_400_naming_the_field_and_nothing_is_saved(api, bui
     assert not RestChannel.objects.exists()
 
 
+def test_channels_are_filtered_by_method_activity_and_search(api, make_channel) -> None:
+    make_channel("/api/a", "demo.hello", method="GET", name="get-a")
+    make_channel("/api/a", "demo.echo", method="POST", name="post-a", is_active=False)
+    make_channel("/api/b", "demo.hello", method="GET", name="get-b")
+
+    def names(query: str) -> list[str]:
+        return [c["name"] for c in api.get(f"{API}/channels/rest/?{query}").json()["results"]]
+
+    assert names("method=get") == ["get-a", "get-b"]
+    assert names("is_active=false") == ["post-a"]
+    assert names("search=/api/a") == ["get-a", "post-a"]
+    assert names("service=demo.echo") == ["post-a"]
+
+
 def test_a_duplicate_route_is_rejected(api, builtins) -> None:
     data = {"name": "one", "url_path": "/api/c", "method": "GET", "service": "demo.hello"}
     assert api.post(f"{API}/channels/rest/", data, format="json").status_code == 201
