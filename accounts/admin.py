@@ -1,42 +1,175 @@
-"""Admin for security definitions. Passwords are set here and never shown back."""
+"""Admin for security definitions. Secrets are set here and never shown back.
+
+Types with a password get a "Change password" page (the same password twice, as in
+Zato); a new definition without one has a random password nobody knows. An API key is
+shown once, on the page that follows its creation or regeneration, and never again.
+Deleting a definition lists, on Django's confirmation page, the channels that go with it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
-from accounts.models import BasicAuth
+from accounts.models import ApiKey, BasicAuth, JWTDefinition, TechAccount
 
 
-class BasicAuthForm(forms.ModelForm):
-    new_password = forms.CharField(
-        label="Password",
-        required=False,
-        strip=False,
-        max_length=1024,
+class ChangePasswordForm(forms.Form):
+    password1 = forms.CharField(label="New password", strip=False, max_length=1024,
+                                widget=forms.PasswordInput(render_value=False))
+    password2 = forms.CharField(label="New password (again)", strip=False, max_length=1024,
+                                widget=forms.PasswordInput(render_value=False))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("password1") != data.get("password2"):
+            raise ValidationError("The two passwords are not the same.")
+        return data
+
+
+def _initial_password_field() -> forms.CharField:
+    return forms.CharField(
+        label="Password", required=False, strip=False, max_length=1024,
         widget=forms.PasswordInput(render_value=False),
-        help_text="Type a new password to set it; leave empty to keep the current one. "
-        "A new definition without one gets a random password nobody knows.",
+        help_text="Optional. Without one the definition gets a random password nobody knows, "
+        "and stays unusable until you change it.",
     )
 
-    class Meta:
-        model = BasicAuth
-        fields = ["name", "is_active", "username", "realm"]
+
+class PasswordDefinitionAdmin(admin.ModelAdmin):
+    """Shared by the types with a verify-only password: set on add, changed on its own page."""
+
+    list_filter = ["is_active"]
+    list_per_page = 50
+    show_full_result_count = False
+    readonly_fields = ["password_status"]
+    change_password_template = "admin/accounts/change_password.html"  # noqa: S105 (a template path)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:  # the add form takes an optional first password
+            kwargs["form"] = type("AddDefinitionForm", (self.form,), {"initial_password": _initial_password_field()})
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = [f for f in super().get_fields(request, obj) if f not in ("password_status", "initial_password")]
+        return [*fields, "password_status"] if obj is not None else [*fields, "initial_password"]
+
+    @admin.display(description="Password")
+    def password_status(self, obj: Any) -> str:
+        if obj is None or obj.pk is None:
+            return "-"
+        url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_password", args=[obj.pk])
+        return format_html('Stored as a keyed hash, never shown. <a href="{}" id="change-password">'
+                           "Change password</a>", url)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not change and form.cleaned_data.get("initial_password"):
+            obj.set_password(form.cleaned_data["initial_password"])
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self) -> list[Any]:
+        info = self.model._meta.app_label, self.model._meta.model_name
+        extra = [path("<int:pk>/password/", self.admin_site.admin_view(self.change_password_view),
+                      name="{}_{}_password".format(*info))]
+        return extra + super().get_urls()
+
+    def change_password_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        obj = get_object_or_404(self.model, pk=pk)
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        form = ChangePasswordForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            self.apply_password(obj, form.cleaned_data["password1"])
+            obj.save()
+            self.log_change(request, obj, [{"changed": {"fields": ["password"]}}])
+            messages.success(request, f"The password of “{obj.name}” was changed.")
+            return HttpResponseRedirect(reverse(
+                f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Change password: {obj.name}",
+            "form": form,
+            "original": obj,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, self.change_password_template, context)
+
+    def apply_password(self, obj: Any, password: str) -> None:
+        obj.set_password(password)
 
 
 @admin.register(BasicAuth)
-class BasicAuthAdmin(admin.ModelAdmin):
-    form = BasicAuthForm
+class BasicAuthAdmin(PasswordDefinitionAdmin):
+    fields = ["name", "is_active", "username", "realm"]
     list_display = ["name", "username", "realm", "is_active", "updated"]
-    list_filter = ["is_active"]
     search_fields = ["name", "username"]
+
+
+@admin.register(TechAccount)
+class TechAccountAdmin(PasswordDefinitionAdmin):
+    fields = ["name", "is_active"]
+    list_display = ["name", "is_active", "updated"]
+    search_fields = ["name"]
+
+
+@admin.register(JWTDefinition)
+class JWTDefinitionAdmin(PasswordDefinitionAdmin):
+    fields = ["name", "is_active", "username", "ttl"]
+    list_display = ["name", "username", "ttl", "is_active", "updated"]
+    search_fields = ["name", "username"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    fields = ["name", "is_active", "header", "key_prefix"]
+    readonly_fields = ["key_prefix"]
+    list_display = ["name", "header", "key_prefix", "is_active", "updated"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "key_prefix"]
     list_per_page = 50
     show_full_result_count = False
+    change_form_template = "admin/accounts/apikey/change_form.html"
 
-    def save_model(self, request: HttpRequest, obj: BasicAuth, form: Any, change: bool) -> None:
-        if form.cleaned_data.get("new_password"):
-            obj.set_password(form.cleaned_data["new_password"])
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if not change:
+            obj._shown_key = obj.new_key()  # type: ignore[attr-defined]
         super().save_model(request, obj, form, change)
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        return self._show_key(request, obj, obj._shown_key)  # type: ignore[attr-defined]
+
+    def get_urls(self) -> list[Any]:
+        extra = [path("<int:pk>/regenerate-key/", self.admin_site.admin_view(self.regenerate_view),
+                      name="accounts_apikey_regenerate")]
+        return extra + super().get_urls()
+
+    def regenerate_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        obj = get_object_or_404(ApiKey, pk=pk)
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:accounts_apikey_change", args=[pk]))
+        key = obj.new_key()
+        obj.save()
+        self.log_change(request, obj, [{"changed": {"fields": ["key"]}}])
+        return self._show_key(request, obj, key)
+
+    def _show_key(self, request: HttpRequest, obj: ApiKey, key: str) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"API key for {obj.name}",
+            "original": obj,
+            "key": key,
+            "opts": ApiKey._meta,
+        }
+        response = TemplateResponse(request, "admin/accounts/apikey/key_created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response

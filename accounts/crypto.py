@@ -19,6 +19,8 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 _HASH_PREFIX = "hmac-sha256$"
 
@@ -58,12 +60,13 @@ def rotate(ciphertext: str) -> str:
     return _fernet().rotate(ciphertext.encode()).decode()
 
 
-def hash_secret(secret: str) -> str:
-    digest = hmac.new(_hash_key(), secret.encode(), hashlib.sha256).hexdigest()
+def hash_secret(secret: str | bytes) -> str:
+    raw = secret.encode() if isinstance(secret, str) else secret
+    digest = hmac.new(_hash_key(), raw, hashlib.sha256).hexdigest()
     return _HASH_PREFIX + digest
 
 
-def verify_secret(secret: str, stored: str) -> bool:
+def verify_secret(secret: str | bytes, stored: str) -> bool:
     """Constant-time check of a secret against ``hash_secret``'s output."""
     return hmac.compare_digest(hash_secret(secret), stored)
 
@@ -71,3 +74,11 @@ def verify_secret(secret: str, stored: str) -> bool:
 def random_secret() -> str:
     """A password nobody knows (Zato's uuid4 hex), for definitions that start unusable."""
     return uuid.uuid4().hex + secrets.token_hex(8)
+
+
+@receiver(setting_changed)
+def _forget_keys(setting: str, **kwargs: object) -> None:
+    """Tests that change keys see the change at once."""
+    if setting in ("FERNET_KEYS", "SECRET_KEY"):
+        _fernet.cache_clear()
+        _hash_key.cache_clear()

@@ -7,10 +7,30 @@ once per configuration version.
 
 from __future__ import annotations
 
-from accounts.authentication import BasicAuthDefinitionAuthentication, DefinitionAuthentication
+import logging
+
+from django.apps import apps
+
+from accounts.authentication import (
+    ApiKeyAuthentication,
+    BasicAuthDefinitionAuthentication,
+    DefinitionAuthentication,
+    JWTAuthentication,
+    TechAccountAuthentication,
+    VaultAuthentication,
+)
+
+logger = logging.getLogger(__name__)
 
 AUTHENTICATORS: dict[str, type[DefinitionAuthentication]] = {
-    BasicAuthDefinitionAuthentication.sec_type: BasicAuthDefinitionAuthentication,
+    cls.sec_type: cls
+    for cls in (
+        BasicAuthDefinitionAuthentication,
+        TechAccountAuthentication,
+        ApiKeyAuthentication,
+        JWTAuthentication,
+        VaultAuthentication,
+    )
 }
 
 
@@ -22,13 +42,16 @@ class SecurityTable:
 
     @classmethod
     def build(cls) -> SecurityTable:
-        from accounts.models import BasicAuth
-
         by_id: dict[int, DefinitionAuthentication] = {}
-        for model in (BasicAuth,):
-            for definition in model.objects.all():
-                auth_cls = AUTHENTICATORS[definition.sec_type]
-                by_id[definition.pk] = auth_cls.from_definition(definition)
+        for auth_cls in AUTHENTICATORS.values():
+            for definition in apps.get_model(auth_cls.model).objects.all():
+                try:
+                    by_id[definition.pk] = auth_cls.from_definition(definition)
+                except Exception:
+                    # One broken definition (a secret that no key decrypts, say) must not take
+                    # every channel down: its own channels fail closed (401), the rest work.
+                    logger.exception("Security definition `%s` cannot be loaded; its channels refuse every caller",
+                                     definition.name)
         return cls(by_id)
 
     def get(self, definition_id: int | None) -> DefinitionAuthentication | None:
@@ -36,6 +59,11 @@ class SecurityTable:
             return None
         return self.by_id.get(definition_id)
 
+    def by_name(self, name: str) -> DefinitionAuthentication | None:
+        for authenticator in self.by_id.values():
+            if authenticator.name == name:
+                return authenticator
+        return None
+
     def __len__(self) -> int:
         return len(self.by_id)
-

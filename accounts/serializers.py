@@ -1,32 +1,34 @@
+"""Management API serializers for security definitions. Secrets are write-only, always."""
+
 from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from accounts.models import BasicAuth
+from accounts.models import API_KEY_MIN_LENGTH, ApiKey, BasicAuth, JWTDefinition, TechAccount
 
 
-class BasicAuthSerializer(serializers.ModelSerializer):
-    """``password`` is write-only: it is hashed on the way in and never returned."""
+def _secret_field(**kwargs: Any) -> serializers.CharField:
+    return serializers.CharField(write_only=True, trim_whitespace=False, max_length=1024,
+                                 style={"input_type": "password"}, **kwargs)
 
-    password = serializers.CharField(write_only=True, required=False, trim_whitespace=False, max_length=1024,
-                                     style={"input_type": "password"})
 
-    class Meta:
-        model = BasicAuth
-        fields = ["id", "name", "is_active", "username", "password", "realm", "created", "updated"]
-        read_only_fields = ["created", "updated"]
+class PasswordDefinitionSerializer(serializers.ModelSerializer):
+    """Definitions with a verify-only password: optional on create (else a random one), hashed, never returned."""
 
-    def create(self, validated_data: dict[str, Any]) -> BasicAuth:
+    password = _secret_field(required=False)
+
+    def create(self, validated_data: dict[str, Any]) -> Any:
         password = validated_data.pop("password", None)
-        instance = BasicAuth(**validated_data)
+        instance = self.Meta.model(**validated_data)
         if password:
             instance.set_password(password)
         instance.save()
         return instance
 
-    def update(self, instance: BasicAuth, validated_data: dict[str, Any]) -> BasicAuth:
+    def update(self, instance: Any, validated_data: dict[str, Any]) -> Any:
         password = validated_data.pop("password", None)
         for key, value in validated_data.items():
             setattr(instance, key, value)
@@ -34,6 +36,76 @@ class BasicAuthSerializer(serializers.ModelSerializer):
             instance.set_password(password)
         instance.save()
         return instance
+
+
+class BasicAuthSerializer(PasswordDefinitionSerializer):
+    class Meta:
+        model = BasicAuth
+        fields = ["id", "name", "is_active", "username", "password", "realm", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+
+class TechAccountSerializer(PasswordDefinitionSerializer):
+    """The name is the username callers send in X-Zato-User."""
+
+    class Meta:
+        model = TechAccount
+        fields = ["id", "name", "is_active", "password", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+
+class JWTSerializer(PasswordDefinitionSerializer):
+    class Meta:
+        model = JWTDefinition
+        fields = ["id", "name", "is_active", "username", "password", "ttl", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    """``key`` is returned once, in the answer to the create call (or to regenerate-key); never again.
+
+    Omit ``key`` on create to have a strong one generated; give one (at least
+    ``API_KEY_MIN_LENGTH`` characters) to bring an existing key along.
+    """
+
+    key = _secret_field(required=False, min_length=API_KEY_MIN_LENGTH)
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "is_active", "header", "key_prefix", "key", "created", "updated"]
+        read_only_fields = ["key_prefix", "created", "updated"]
+
+    def create(self, validated_data: dict[str, Any]) -> ApiKey:
+        key = validated_data.pop("key", None) or ApiKey.generate_key()
+        instance = ApiKey(**validated_data)
+        try:
+            instance.set_key(key)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        instance.save()
+        instance.shown_key = key  # type: ignore[attr-defined]
+        return instance
+
+    def update(self, instance: ApiKey, validated_data: dict[str, Any]) -> ApiKey:
+        if "key" in validated_data:
+            raise serializers.ValidationError({"key": "Change a key with regenerate-key/ or change-password/."})
+        return super().update(instance, validated_data)
+
+    def to_representation(self, instance: ApiKey) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        shown = getattr(instance, "shown_key", None)
+        if shown is not None:
+            data["key"] = shown
+        return data
+
+
+class NewKeySerializer(serializers.Serializer):
+    """The answer to regenerate-key: the new key, shown this once."""
+
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    key_prefix = serializers.CharField(read_only=True)
+    key = serializers.CharField(read_only=True)
 
 
 class ChangePasswordSerializer(serializers.Serializer):

@@ -217,7 +217,7 @@ SPECTACULAR_SETTINGS = {
 # --- Switchboard ---------------------------------------------------------------------------------------
 
 # Services shipped with the platform, imported in every process.
-BUILTIN_SERVICE_MODULES = ["integration.builtin.core", "integration.builtin.demo"]
+BUILTIN_SERVICE_MODULES = ["integration.builtin.core", "integration.builtin.demo", "accounts.services"]
 # Python files dropped here are deployed in every process, with no restart.
 PICKUP_DIR = env_path("PICKUP_DIR", BASE_DIR / "pickup")
 PICKUP_WATCH = env_bool("PICKUP_WATCH", True)
@@ -231,6 +231,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY
 # Fernet keys for secrets at rest, newest first (MultiFernet: older keys still decrypt).
 FERNET_KEYS = env_list("FERNET_KEYS")  # empty: accounts.crypto derives one key from SECRET_KEY
 ADMIN_PASSWORD = env_secret("ADMIN_PASSWORD")
+# Where JWT sessions (sliding expiry, revocation) live: Redis when there is one, else the database.
+JWT_SESSION_STORE = env_str("JWT_SESSION_STORE", "redis" if REDIS_URL else "database")
+if JWT_SESSION_STORE not in {"redis", "database"}:
+    raise ImproperlyConfiguredEnv(f"JWT_SESSION_STORE must be redis or database, got {JWT_SESSION_STORE!r}")
+if JWT_SESSION_STORE == "redis" and not REDIS_URL:
+    raise ImproperlyConfiguredEnv("JWT_SESSION_STORE=redis needs REDIS_URL")
 PORT = env_int("PORT", 8000, minimum=1)
 WEB_WORKERS = env_int("WEB_WORKERS", 2, minimum=1)
 

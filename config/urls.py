@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
+from accounts.views import jwt_log_in, jwt_log_out
 from integration.channels.rest import channel_view
 from integration.views import healthz, metrics, zato_ping
 
@@ -19,6 +20,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("zato/ping", zato_ping, name="zato-ping"),
+    path("zato/jwt/log-in", jwt_log_in, name="jwt-log-in"),
+    path("zato/jwt/log-out", jwt_log_out, name="jwt-log-out"),
     re_path(r"^", channel_view),
 ]
 

@@ -55,6 +55,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+def api_error(request: Any, status_code: int, details: Any, **extra: Any) -> Response:
+    """An error answer in the one shape, from a view (not an exception)."""
+    cid = _cid(request)
+    response = Response({**error_body(cid, details), **extra}, status=status_code)
+    response["X-Zato-CID"] = cid
+    return response
+
+
 class ConfigViewSet(viewsets.ModelViewSet):
     """A model viewset whose writes are atomic: an error leaves nothing half-saved."""
 

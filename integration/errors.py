@@ -67,6 +67,13 @@ class UnsupportedMediaType(SwitchboardError):
     default_details = "Unsupported media type"
 
 
+class ServiceUnavailable(SwitchboardError):
+    """A system the platform depends on (a Vault server, say) cannot be reached; nothing was let through."""
+
+    status_code = 503
+    default_details = "Service unavailable"
+
+
 class ServiceNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"No such service `{name}`")

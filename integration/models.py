@@ -138,7 +138,9 @@ class RestChannel(models.Model):
     )
     security = models.ForeignKey(
         "accounts.SecurityDefinition",
-        on_delete=models.PROTECT,
+        # Zato's rule: deleting a definition deletes the channels that use it. The admin's
+        # confirmation page and the API's 409 (unless ?cascade=true) make that visible first.
+        on_delete=models.CASCADE,
         null=True,
         blank=True,
         related_name="rest_channels",

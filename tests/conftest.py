@@ -65,6 +65,13 @@ def api(alice: Any) -> APIClient:
     return client
 
 
+@pytest.fixture
+def admin_client_alice(client: Any, alice: Any) -> Any:
+    """The Django test client, logged in to the admin as Alice."""
+    client.force_login(alice)
+    return client
+
+
 def basic_header(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 

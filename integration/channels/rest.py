@@ -131,7 +131,11 @@ def _dispatch(request: HttpRequest, cid: str) -> HttpResponse:
     )
     result = invoke_info(channel.service, payload, cid=cid, snap=snap, channel=info, raw=raw, http=http,
                          params=params)
-    return render_result(result, channel.data_format)
+    response = render_result(result, channel.data_format)
+    if identity is not None:
+        for key, value in identity.response_headers.items():
+            response[key] = value
+    return response
 
 
 def _authenticate(channel: Any, request: HttpRequest) -> Any:

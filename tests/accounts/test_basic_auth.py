@@ -6,7 +6,6 @@ import pytest
 
 from accounts import crypto
 from accounts.models import BasicAuth
-from integration.models import RestChannel
 
 pytestmark = pytest.mark.django_db
 API = "/manage/api/v1/security/basic-auth"
@@ -67,39 +66,3 @@ def test_change_password_needs_the_same_value_twice(api, basic_auth) -> None:
     assert ok.status_code == 200
     definition.refresh_from_db()
     assert crypto.verify_secret("new", definition.password_hash)
-
-
-def test_a_definition_in_use_cannot_be_deleted_and_the_409_says_by_whom(api, basic_auth, make_channel) -> None:
-    definition = basic_auth()
-    make_channel("/api/x", "demo.hello", security=definition, name="partner-api")
-    response = api.delete(f"{API}/{definition.pk}/")
-    assert response.status_code == 409
-    assert response.json()["details"] == "In use by REST channel `partner-api`"
-    assert BasicAuth.objects.filter(pk=definition.pk).exists()
-    assert RestChannel.objects.filter(name="partner-api").exists()
-
-
-def test_names_are_unique_across_definition_types(api, basic_auth) -> None:
-    basic_auth(name="shared")
-    response = api.post(f"{API}/", {"name": "shared", "username": "x"}, format="json")
-    assert response.status_code == 400
-    assert "name" in response.json()["details"]
-
-
-def test_the_api_remembers_a_verified_password_but_not_a_changed_one(alice, django_assert_max_num_queries) -> None:
-    from rest_framework.test import APIClient
-
-    from tests.conftest import ALICE_PASSWORD, basic_header
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=basic_header("alice", ALICE_PASSWORD))
-    assert client.get("/manage/api/v1/channels/rest/").status_code == 200
-    assert client.get("/manage/api/v1/channels/rest/").status_code == 200  # served from the cache
-    alice.set_password("a-new-password")
-    alice.save()
-    # The cached entry no longer matches the stored hash: the old password is refused at once.
-    assert client.get("/manage/api/v1/channels/rest/").status_code == 401
-    client.credentials(HTTP_AUTHORIZATION=basic_header("alice", "a-new-password"))
-    assert client.get("/manage/api/v1/channels/rest/").status_code == 200
-    client.credentials(HTTP_AUTHORIZATION=basic_header("alice", "wrong"))
-    assert client.get("/manage/api/v1/channels/rest/").status_code == 401

@@ -7,12 +7,6 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client_alice(client, alice):
-    client.force_login(alice)
-    return client
-
-
 @pytest.mark.parametrize(
     "url",
     [
@@ -23,6 +17,12 @@ def admin_client_alice(client, alice):
         "/admin/integration/restchannel/add/",
         "/admin/accounts/basicauth/",
         "/admin/accounts/basicauth/add/",
+        "/admin/accounts/techaccount/",
+        "/admin/accounts/techaccount/add/",
+        "/admin/accounts/apikey/",
+        "/admin/accounts/apikey/add/",
+        "/admin/accounts/jwtdefinition/",
+        "/admin/accounts/jwtdefinition/add/",
     ],
 )
 def test_admin_pages_render(admin_client_alice, builtins, url) -> None:
@@ -74,7 +74,7 @@ def test_a_basic_auth_password_set_in_the_admin_is_hashed_and_not_shown(admin_cl
     from accounts.models import BasicAuth
 
     response = admin_client_alice.post("/admin/accounts/basicauth/add/", {
-        "name": "crm", "username": "crm", "realm": "CRM", "is_active": "on", "new_password": "typed-in-admin",
+        "name": "crm", "username": "crm", "realm": "CRM", "is_active": "on", "initial_password": "typed-in-admin",
     })
     assert response.status_code == 302
     definition = BasicAuth.objects.get(name="crm")

@@ -1,0 +1,108 @@
+"""Zato's JWT endpoints: ``POST /zato/jwt/log-in`` and ``POST /zato/jwt/log-out``.
+
+Log-in takes ``{"username": ..., "password": ...}`` for a JWT definition and answers
+``{"token": ...}`` (also in an ``Authorization`` response header, where Zato's clients
+look). A failed log-in is a 401 that never says which half was wrong. Log-out revokes the
+``Authorization: Bearer`` token it is given; logging out a token that is already gone
+succeeds, as in Zato. Both answer errors in the one error shape with ``X-Zato-CID``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts import crypto, tokens
+from accounts.services import find_jwt
+from integration.channels.rest import CID_HEADER, error_response
+from integration.errors import BadRequest, MethodNotAllowed, ServiceUnavailable, SwitchboardError, Unauthorized
+from integration.invoke import new_cid
+
+logger = logging.getLogger(__name__)
+_DUMMY_HASH = crypto.hash_secret("switchboard-no-such-user")
+
+
+def _json_reply(body: dict[str, Any], cid: str, **headers: str) -> HttpResponse:
+    response = HttpResponse(json.dumps(body), content_type="application/json")
+    response[CID_HEADER] = cid
+    for key, value in headers.items():
+        response[key] = value
+    return response
+
+
+def _guard(view: Any) -> Any:
+    """POST only; errors rendered in the one shape under the request's CID."""
+
+    @csrf_exempt
+    def wrapped(request: HttpRequest) -> HttpResponse:
+        cid = getattr(request, "cid", None) or new_cid()
+        request.cid = cid  # type: ignore[attr-defined]
+        try:
+            if request.method != "POST":
+                raise MethodNotAllowed(["POST"])
+            return view(request, cid)
+        except SwitchboardError as exc:
+            return error_response(exc, cid)
+        except tokens.SessionStoreUnavailable as exc:
+            logger.error("[%s] JWT session store unavailable: %s", cid, exc)
+            return error_response(ServiceUnavailable("Tokens cannot be issued right now; try again later"), cid)
+
+    wrapped.__name__ = view.__name__
+    wrapped.__doc__ = view.__doc__
+    return wrapped
+
+
+def _credentials(request: HttpRequest) -> tuple[str, str]:
+    try:
+        data = json.loads(request.body or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadRequest("Send a JSON object with `username` and `password`") from None
+    if not isinstance(data, dict):
+        raise BadRequest("Send a JSON object with `username` and `password`")
+    username, password = data.get("username"), data.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username:
+        raise BadRequest("`username` and `password` are required strings")
+    return username, password
+
+
+@_guard
+def jwt_log_in(request: HttpRequest, cid: str) -> HttpResponse:
+    """Exchange a JWT definition's username and password for a token."""
+    username, password = _credentials(request)
+    authenticator = find_jwt(username=username)
+    # Check a hash even for unknown users, so timing does not reveal which usernames exist.
+    password_ok = crypto.verify_secret(password, authenticator.password_hash if authenticator else _DUMMY_HASH)
+    reason = None
+    if authenticator is None:
+        reason = "no JWT definition has this username"
+    elif not password_ok:
+        reason = "wrong password"
+    elif not authenticator.is_active:
+        reason = f"definition `{authenticator.name}` is inactive"
+    if reason is not None or authenticator is None:
+        logger.warning("[%s] JWT log-in refused for %r: %s", cid, username[:100], reason)
+        raise Unauthorized("Invalid credentials", headers={"WWW-Authenticate": "Bearer"})
+    token = tokens.issue(authenticator.definition_id, authenticator.username, authenticator.ttl)
+    logger.info("[%s] JWT log-in of `%s` (definition `%s`)", cid, authenticator.username, authenticator.name)
+    return _json_reply({"token": token}, cid, Authorization=token)
+
+
+@_guard
+def jwt_log_out(request: HttpRequest, cid: str) -> HttpResponse:
+    """Revoke the ``Authorization: Bearer`` token (idempotent)."""
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise BadRequest("No JWT found: send Authorization: Bearer <token>")
+    try:
+        claims = tokens.open_token(token.strip())
+    except tokens.InvalidToken as exc:
+        logger.warning("[%s] JWT log-out with a bad token: %s", cid, exc)
+        raise BadRequest("Invalid token") from None
+    revoked = tokens.session_store().revoke(claims.sid)
+    logger.info("[%s] JWT log-out of `%s` (%s)", cid, claims.username[:100],
+                "session ended" if revoked else "session was already gone")
+    return _json_reply({"result": "OK"}, cid)

@@ -1,0 +1,57 @@
+"""Management API serializer for Vault connections. Secrets are write-only, always.
+
+``token`` (Switchboard's own Vault token) and ``tls_client_key`` are accepted on the way
+in and encrypted; answers say only whether one is stored (``has_token``,
+``has_tls_client_key``). Leaving a secret out keeps the stored one; ``null`` or ``""``
+removes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from connections.models import VaultConnection
+
+_UNSET = object()
+
+
+def _secret_field(max_length: int) -> serializers.CharField:
+    return serializers.CharField(write_only=True, required=False, allow_null=True, allow_blank=True,
+                                 trim_whitespace=False, max_length=max_length, style={"input_type": "password"})
+
+
+class VaultConnectionSerializer(serializers.ModelSerializer):
+    token = _secret_field(4096)
+    tls_client_key = _secret_field(65536)
+    has_token = serializers.BooleanField(read_only=True)
+    has_tls_client_key = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = VaultConnection
+        fields = [
+            "id", "name", "is_active", "url", "token", "has_token", "default_auth_method", "service_name",
+            "mount_point", "github_mount_point", "timeout", "cache_ttl", "tls_verify", "tls_ca_cert",
+            "tls_client_cert", "tls_client_key", "has_tls_client_key", "created", "updated",
+        ]
+        read_only_fields = ["created", "updated"]
+
+    def create(self, validated_data: dict[str, Any]) -> VaultConnection:
+        return self._save(VaultConnection(), validated_data)
+
+    def update(self, instance: VaultConnection, validated_data: dict[str, Any]) -> VaultConnection:
+        return self._save(instance, validated_data)
+
+    @staticmethod
+    def _save(instance: VaultConnection, validated_data: dict[str, Any]) -> VaultConnection:
+        token = validated_data.pop("token", _UNSET)
+        key = validated_data.pop("tls_client_key", _UNSET)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        if token is not _UNSET:
+            instance.set_token(token or "")
+        if key is not _UNSET:
+            instance.set_tls_client_key(key or "")
+        instance.save()  # validates the whole row (model clean): bad input is a 400 naming the field
+        return instance

@@ -1,0 +1,710 @@
+"""Vault security definitions: the real hvac client against a loopback fake Vault, then the real channel.
+
+The first half drives ``VaultGate`` directly (what Vault is asked, and what comes back);
+the second goes through a REST channel secured by a Vault definition, the management
+API and the admin, the way callers and administrators meet it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import stat
+import time
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from accounts import crypto
+from connections.models import VaultConnection
+from connections.vault import VaultDenied, VaultGate, VaultLogin, VaultUnavailable
+from tests.connections.conftest import (
+    CALLER_TOKEN,
+    CHANNEL,
+    GITHUB_TOKEN,
+    OWN_TOKEN,
+    PASSWORD,
+    USERNAME,
+    make_tls,
+    no_body,
+    wsgi,
+)
+from tests.servers.procs import free_port
+from tests.servers.vault import FakeVault
+
+pytestmark = pytest.mark.django_db
+API = "/manage/api/v1/security/vault"
+
+TOKEN_H = "HTTP_X_ZATO_VAULT_TOKEN"
+GITHUB_H = "HTTP_X_ZATO_VAULT_TOKEN_GITHUB"
+USER_H = "HTTP_X_ZATO_VAULT_USERNAME"
+PASSWORD_H = "HTTP_X_ZATO_VAULT_PASSWORD"
+MOUNT_H = "HTTP_X_ZATO_VAULT_MOUNT_POINT"
+USERPASS = {USER_H: USERNAME, PASSWORD_H: PASSWORD}
+
+CHOOSER = """
+    import json
+    from integration.services import Service
+
+    class FromBody(Service):
+        '''Credentials travel in the JSON body; the answer uses WSGI-style header keys.'''
+        name = "vault-choosers.from-body"
+
+        def handle(self):
+            body = json.loads(self.request.payload["body"] or "{}")
+            self.response.payload = {"method": "username-password", "headers": {
+                "HTTP_X_ZATO_VAULT_USERNAME": body.get("user"), "HTTP_X_ZATO_VAULT_PASSWORD": body.get("pass")}}
+
+    class FromAuthorization(Service):
+        '''A bearer token in Authorization is a Vault token; the answer uses HTTP-style header names.'''
+        name = "vault-choosers.from-authorization"
+
+        def handle(self):
+            payload = self.request.payload
+            assert payload["sec_def"] == "vault-callers"
+            token = payload["headers"].get("Authorization", "").removeprefix("Bearer ")
+            self.response.payload = {"method": "token", "headers": {"X-Zato-Vault-Token": token}}
+
+    class Broken(Service):
+        name = "vault-choosers.broken"
+
+        def handle(self):
+            raise RuntimeError("the chooser fell over")
+
+    class Nonsense(Service):
+        name = "vault-choosers.nonsense"
+
+        def handle(self):
+            self.response.payload = {"method": "carrier-pigeon", "headers": {}}
+
+    class NotAnObject(Service):
+        name = "vault-choosers.not-an-object"
+
+        def handle(self):
+            self.response.payload = ["token"]
+"""
+
+
+# --- VaultGate: asking Vault -----------------------------------------------------------------------
+
+
+def test_building_a_gate_contacts_nobody(gate, vault) -> None:
+    gate()
+    assert vault.calls() == []
+
+
+def test_a_valid_token_is_looked_up_with_switchboards_own_token(gate, vault) -> None:
+    login = gate().login({TOKEN_H: CALLER_TOKEN}, no_body, "cid-1")
+    assert login == VaultLogin(username="ci-bot", method="token", client_token=CALLER_TOKEN, lease_duration=600,
+                               policies=("default", "reader"))
+    (call,) = vault.calls()
+    assert (call.method, call.path) == ("POST", "/v1/auth/token/lookup")
+    assert call.headers["x-vault-token"] == OWN_TOKEN
+    assert call.body == {"token": CALLER_TOKEN}
+
+
+def test_an_unknown_token_is_denied(gate) -> None:
+    with pytest.raises(VaultDenied, match="bad token") as caught:
+        gate().login({TOKEN_H: "hvs.not-a-real-token"}, no_body, "cid")
+    assert "hvs.not-a-real-token" not in str(caught.value)
+
+
+def test_without_its_own_token_a_definition_lets_the_token_look_itself_up(gate, vault) -> None:
+    login = gate(token="").login({TOKEN_H: CALLER_TOKEN}, no_body, "cid")
+    assert login is not None and login.username == "ci-bot"
+    (call,) = vault.calls()
+    assert (call.method, call.path, call.headers["x-vault-token"]) == ("GET", "/v1/auth/token/lookup-self",
+                                                                       CALLER_TOKEN)
+    with pytest.raises(VaultDenied, match="permission denied"):
+        gate(name="other", token="").login({TOKEN_H: "hvs.unknown"}, no_body, "cid")
+
+
+def test_username_and_password_log_in_with_userpass_without_replacing_the_clients_token(gate, vault) -> None:
+    vault_gate = gate()
+    login = vault_gate.login(USERPASS, no_body, "cid")
+    assert login is not None
+    assert (login.username, login.method, login.lease_duration, login.policies) == (
+        USERNAME, "username-password", 1800, ("default", "crm"))
+    assert login.client_token.startswith("hvs.") and login.client_token in vault.tokens
+    (call,) = vault.calls()
+    assert (call.method, call.path, call.body) == ("POST", f"/v1/auth/userpass/login/{USERNAME}",
+                                                   {"password": PASSWORD})
+    assert vault_gate.client.token == OWN_TOKEN  # use_token=False: one client serves every caller
+
+
+@pytest.mark.parametrize("username,password", [(USERNAME, "wrong-password"), ("nobody", PASSWORD)])
+def test_a_wrong_password_and_an_unknown_user_are_denied_alike(gate, username, password) -> None:
+    with pytest.raises(VaultDenied, match="invalid username or password"):
+        gate().login({USER_H: username, PASSWORD_H: password}, no_body, "cid")
+
+
+def test_the_caller_may_name_another_userpass_mount_point(gate, vault) -> None:
+    vault.add_user("contractor", "c-pass", mount="partners/userpass")
+    vault_gate = gate()
+    login = vault_gate.login({USER_H: "contractor", PASSWORD_H: "c-pass", MOUNT_H: "partners/userpass"}, no_body, "c")
+    assert login is not None and login.username == "contractor"
+    assert vault.calls()[-1].path == "/v1/auth/partners/userpass/login/contractor"
+    with pytest.raises(VaultDenied, match="at mount 'userpass'"):  # the default mount does not know that user
+        vault_gate.login({USER_H: "contractor", PASSWORD_H: "c-pass"}, no_body, "cid")
+
+
+def test_the_definitions_mount_point_is_the_default(gate, vault) -> None:
+    vault.add_user("ops", "ops-pass", mount="corp")
+    login = gate(mount_point="corp").login({USER_H: "ops", PASSWORD_H: "ops-pass"}, no_body, "cid")
+    assert login is not None and vault.calls()[-1].path == "/v1/auth/corp/login/ops"
+
+
+@pytest.mark.parametrize("headers,reason", [
+    ({USER_H: USERNAME, PASSWORD_H: PASSWORD, MOUNT_H: "../../sys/seal"}, "Mount-Point is not a valid"),
+    ({USER_H: USERNAME, PASSWORD_H: PASSWORD, MOUNT_H: "userpass/../token"}, "Mount-Point is not a valid"),
+    ({USER_H: "../../sys/seal", PASSWORD_H: PASSWORD}, "Username is not a valid"),
+    ({USER_H: "vera?x=1", PASSWORD_H: PASSWORD}, "Username is not a valid"),
+    ({USER_H: "..", PASSWORD_H: PASSWORD}, "Username is not a valid"),
+    ({USER_H: USERNAME}, "must be sent together"),
+    ({PASSWORD_H: PASSWORD}, "must be sent together"),
+    ({TOKEN_H: "hvs.with space"}, "not a valid token"),
+    ({USER_H: "\xff\xfe", PASSWORD_H: PASSWORD}, "not valid UTF-8"),
+    ({USER_H: USERNAME, PASSWORD_H: "pass\x07word"}, "control characters"),
+    ({USER_H: USERNAME, PASSWORD_H: wsgi("pass\u0085word")}, "control characters"),
+    ({TOKEN_H: "\u20ac"}, "not valid UTF-8"),  # not even latin-1: cannot have come from a WSGI server
+    ({PASSWORD_H: "x" * 9000, USER_H: USERNAME}, "too long"),
+])
+def test_malformed_credentials_are_denied_before_anything_is_sent_to_vault(gate, vault, headers, reason) -> None:
+    with pytest.raises(VaultDenied, match=reason):
+        gate().login(headers, no_body, "cid")
+    assert vault.calls() == []
+
+
+def test_a_utf8_password_arrives_in_vault_as_sent(gate, vault) -> None:
+    vault.add_user("zofia", "zażółć gęślą jaźń")
+    login = gate().login({USER_H: "zofia", PASSWORD_H: wsgi("zażółć gęślą jaźń")}, no_body, "cid")
+    assert login is not None and vault.calls()[-1].body == {"password": "zażółć gęślą jaźń"}
+
+
+def test_a_github_token_logs_in_with_vaults_github_method(gate, vault) -> None:
+    login = gate().login({GITHUB_H: GITHUB_TOKEN}, no_body, "cid")
+    assert login is not None
+    assert (login.username, login.method, login.lease_duration, login.policies) == (
+        "octocat", "github", 3600, ("default", "dev"))
+    (call,) = vault.calls()
+    assert (call.path, call.body) == ("/v1/auth/github/login", {"token": GITHUB_TOKEN})
+
+
+def test_a_bad_github_token_is_denied_and_the_github_mount_point_is_configurable(gate, vault) -> None:
+    with pytest.raises(VaultDenied, match="not part of required org"):
+        gate().login({GITHUB_H: "ghp_notAMember"}, no_body, "cid")
+    vault.add_github("ghp_otherOrg", "hubot", mount="gh-enterprise")
+    login = gate(name="ghe", github_mount_point="gh-enterprise").login({GITHUB_H: "ghp_otherOrg"}, no_body, "c")
+    assert login is not None and login.username == "hubot"
+    assert vault.calls()[-1].path == "/v1/auth/gh-enterprise/login"
+
+
+def test_no_vault_headers_means_no_credentials(gate, vault) -> None:
+    assert gate().login({"HTTP_AUTHORIZATION": "Basic dTpw", "HTTP_X_ZATO_VAULT_TOKEN": ""}, no_body, "c") is None
+    assert vault.calls() == []
+
+
+def test_without_a_default_method_the_order_is_token_then_userpass_then_github(gate, vault) -> None:
+    vault_gate = gate(cache_ttl=0)
+    everything = {TOKEN_H: CALLER_TOKEN, **USERPASS, GITHUB_H: GITHUB_TOKEN}
+    assert vault_gate.login(everything, no_body, "c").method == "token"
+    assert vault_gate.login({**USERPASS, GITHUB_H: GITHUB_TOKEN}, no_body, "c").method == "username-password"
+    assert vault_gate.login({GITHUB_H: GITHUB_TOKEN}, no_body, "c").method == "github"
+    assert [call.path for call in vault.calls()] == [
+        "/v1/auth/token/lookup", f"/v1/auth/userpass/login/{USERNAME}", "/v1/auth/github/login"]
+
+
+def test_a_default_method_is_the_only_one_accepted(gate, vault) -> None:
+    github_only = gate(default_auth_method="github")
+    everything = {TOKEN_H: CALLER_TOKEN, **USERPASS, GITHUB_H: GITHUB_TOKEN}
+    assert github_only.login(everything, no_body, "c").method == "github"
+    with pytest.raises(VaultDenied, match="accepts only the github method"):
+        github_only.login({TOKEN_H: CALLER_TOKEN}, no_body, "c")
+    assert github_only.login({}, no_body, "c") is None
+    userpass_only = gate(name="userpass-only", default_auth_method="username-password")
+    assert userpass_only.login(everything, no_body, "c").method == "username-password"
+    with pytest.raises(VaultDenied, match="must be sent together"):
+        userpass_only.login({USER_H: USERNAME}, no_body, "c")
+    assert [call.path for call in vault.calls()] == ["/v1/auth/github/login", f"/v1/auth/userpass/login/{USERNAME}"]
+
+
+# --- VaultGate: the chooser service ------------------------------------------------------------------
+
+
+def test_a_chooser_service_reads_the_body_and_picks_method_and_credentials(gate, vault, deploy, builtins) -> None:
+    deploy("vault_choosers.py", CHOOSER)
+    vault_gate = gate(service_name="vault-choosers.from-body", default_auth_method="github")
+    body = json.dumps({"user": USERNAME, "pass": PASSWORD}).encode()
+    login = vault_gate.login({GITHUB_H: GITHUB_TOKEN}, lambda: body, "cid-chooser")
+    # The chooser decides before the default method: userpass, from the body, not the GitHub header.
+    assert login is not None and (login.method, login.username) == ("username-password", USERNAME)
+    assert [call.path for call in vault.calls()] == [f"/v1/auth/userpass/login/{USERNAME}"]
+
+
+def test_a_chooser_sees_the_request_headers_by_their_http_names(gate, deploy, builtins) -> None:
+    deploy("vault_choosers.py", CHOOSER)
+    login = gate(service_name="vault-choosers.from-authorization").login(
+        {"HTTP_AUTHORIZATION": f"Bearer {CALLER_TOKEN}"}, lambda: b"", "cid")
+    assert login is not None and (login.method, login.client_token) == ("token", CALLER_TOKEN)
+
+
+@pytest.mark.parametrize("service,reason", [
+    ("vault-choosers.broken", "failed"),
+    ("vault-choosers.nonsense", "unknown method 'carrier-pigeon'"),
+    ("vault-choosers.not-an-object", "no usable answer"),
+    ("vault-choosers.not-deployed", "is not deployed"),
+])
+def test_a_chooser_that_fails_or_talks_nonsense_denies_the_caller(gate, vault, deploy, builtins, service,
+                                                                   reason) -> None:
+    deploy("vault_choosers.py", CHOOSER)
+    with pytest.raises(VaultDenied, match=reason):
+        gate(service_name=service).login({TOKEN_H: CALLER_TOKEN}, lambda: b"{}", "cid")
+    assert vault.calls() == []
+
+
+def test_a_chooser_that_names_a_method_without_its_credentials_denies(gate, deploy, builtins) -> None:
+    deploy("vault_choosers.py", CHOOSER)
+    with pytest.raises(VaultDenied, match="gave no credentials"):
+        gate(service_name="vault-choosers.from-body").login({}, lambda: b"{}", "cid")
+
+
+# --- VaultGate: Vault down, slow or failing -----------------------------------------------------------
+
+
+def test_vault_not_listening_is_unavailable_not_denied(gate) -> None:
+    with pytest.raises(VaultUnavailable, match="cannot connect"):
+        gate(url=f"http://127.0.0.1:{free_port()}").login(USERPASS, no_body, "cid")
+
+
+def test_vault_hanging_past_the_timeout_is_unavailable(gate, vault) -> None:
+    vault.hang = 10
+    started = time.monotonic()
+    with pytest.raises(VaultUnavailable, match=r"did not answer within 0\.5 s"):
+        gate(timeout=0.5).login({TOKEN_H: CALLER_TOKEN}, no_body, "cid")
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("status,name", [(500, "InternalServerError"), (503, "VaultDown"), (502, "BadGateway")])
+def test_vault_answering_5xx_is_unavailable(gate, vault, status, name) -> None:
+    vault.fail_with = status
+    with pytest.raises(VaultUnavailable, match=name):
+        gate().login(USERPASS, no_body, "cid")
+
+
+def test_a_token_that_no_longer_decrypts_makes_a_gate_that_refuses_all_without_breaking_the_snapshot(
+        vault_def, vault) -> None:
+    definition = vault_def()
+    definition.token_encrypted = "gAAAAABnot-a-fernet-token"
+    vault_gate = VaultGate.from_definition(definition)
+    with pytest.raises(VaultUnavailable, match="cannot be decrypted"):
+        vault_gate.login({TOKEN_H: CALLER_TOKEN}, no_body, "cid")
+    assert vault.calls() == []
+
+
+def test_an_inactive_definition_denies_before_asking_vault(gate, vault) -> None:
+    with pytest.raises(VaultDenied, match="inactive"):
+        gate(is_active=False).login({TOKEN_H: CALLER_TOKEN}, no_body, "cid")
+    assert vault.calls() == []
+
+
+# --- VaultGate: the cache of successful logins ---------------------------------------------------------
+
+
+def test_a_success_is_remembered_for_cache_ttl_and_then_asked_again(gate, vault) -> None:
+    vault_gate = gate(cache_ttl=5)
+    now = [1000.0]
+    vault_gate.clock = lambda: now[0]
+    first = vault_gate.login(USERPASS, no_body, "c")
+    assert vault_gate.login(USERPASS, no_body, "c") == first
+    assert len(vault.calls()) == 1
+    now[0] += 5.1
+    assert vault_gate.login(USERPASS, no_body, "c") is not None
+    assert len(vault.calls()) == 2
+
+
+def test_failures_are_never_remembered(gate, vault) -> None:
+    vault_gate = gate(cache_ttl=60)
+    for _ in range(2):
+        with pytest.raises(VaultDenied):
+            vault_gate.login({USER_H: USERNAME, PASSWORD_H: "wrong"}, no_body, "c")
+    vault.fail_with = 503
+    with pytest.raises(VaultUnavailable):
+        vault_gate.login(USERPASS, no_body, "c")
+    vault.fail_with = None
+    assert vault_gate.login(USERPASS, no_body, "c") is not None
+    assert len(vault.calls()) == 4
+
+
+def test_a_different_password_misses_the_cache(gate, vault) -> None:
+    vault_gate = gate(cache_ttl=60)
+    vault_gate.login(USERPASS, no_body, "c")
+    with pytest.raises(VaultDenied):
+        vault_gate.login({USER_H: USERNAME, PASSWORD_H: PASSWORD + "x"}, no_body, "c")
+    assert len(vault.calls()) == 2
+
+
+def test_cache_ttl_zero_asks_vault_every_time(gate, vault) -> None:
+    vault_gate = gate(cache_ttl=0)
+    for _ in range(3):
+        vault_gate.login({TOKEN_H: CALLER_TOKEN}, no_body, "c")
+    assert len(vault.calls()) == 3
+    assert len(vault_gate.cache) == 0
+
+
+def test_a_login_is_never_remembered_past_its_vault_lease(gate, vault) -> None:
+    vault.add_user("brief", "brief-pass", lease_duration=2)
+    vault_gate = gate(cache_ttl=60)
+    now = [50.0]
+    vault_gate.clock = lambda: now[0]
+    vault_gate.login({USER_H: "brief", PASSWORD_H: "brief-pass"}, no_body, "c")
+    now[0] += 2.5
+    vault_gate.login({USER_H: "brief", PASSWORD_H: "brief-pass"}, no_body, "c")
+    assert len(vault.calls()) == 2
+
+
+def test_the_cache_keys_are_keyed_hashes_and_the_cache_is_bounded(gate, vault, monkeypatch) -> None:
+    from connections import vault as vault_module
+
+    monkeypatch.setattr(vault_module._Cache, "MAX_ENTRIES", 3)
+    vault_gate = gate(cache_ttl=60)
+    for index in range(5):
+        vault.add_user(f"user{index}", f"secret-{index}")
+        vault_gate.login({USER_H: f"user{index}", PASSWORD_H: f"secret-{index}"}, no_body, "c")
+    assert len(vault_gate.cache) == 3
+    keys = " ".join(vault_gate.cache._entries)
+    assert "secret-" not in keys and "user" not in keys
+
+
+# --- VaultGate: TLS -----------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # tls_verify=False, on purpose
+def test_tls_ca_bundle_and_client_certificate_are_used_from_private_files(vault_def, settings, tmp_path) -> None:
+    settings.VAR_DIR = tmp_path / "var"
+    tls = make_tls(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.server_cert, tls.server_key)
+    context.load_verify_locations(cadata=tls.ca_pem)
+    context.verify_mode = ssl.CERT_REQUIRED  # Vault asks for Switchboard's client certificate
+    fake = FakeVault().start(tls=context)
+    try:
+        fake.add_user(USERNAME, PASSWORD)
+        definition = VaultConnection(name="vault-tls", url=fake.url, tls_ca_cert=tls.ca_pem,
+                                     tls_client_cert=tls.client_cert_pem)
+        definition.set_tls_client_key(tls.client_key_pem)
+        definition.save()
+        login = VaultGate.from_definition(definition).login(USERPASS, no_body, "cid")
+        assert login is not None and login.username == USERNAME
+        directory = settings.VAR_DIR / "vault"
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        files = sorted(directory.iterdir())
+        assert len(files) == 3 and all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files)
+        assert tls.client_key_pem in [path.read_text() for path in files]
+
+        # Without the CA, Vault's certificate is not trusted: unavailable, never a pass.
+        untrusting = VaultConnection(name="vault-tls-no-ca", url=fake.url, tls_client_cert=tls.client_cert_pem)
+        untrusting.set_tls_client_key(tls.client_key_pem)
+        untrusting.save()
+        with pytest.raises(VaultUnavailable, match="TLS"):
+            VaultGate.from_definition(untrusting).login(USERPASS, no_body, "cid")
+        # Without the client certificate, Vault hangs up during the handshake.
+        anonymous = VaultConnection.objects.create(name="vault-tls-anonymous", url=fake.url, tls_ca_cert=tls.ca_pem)
+        with pytest.raises(VaultUnavailable):
+            VaultGate.from_definition(anonymous).login(USERPASS, no_body, "cid")
+        # tls_verify off: the CA does not matter any more (the client certificate still does).
+        unverified = VaultConnection(name="vault-tls-unverified", url=fake.url, tls_verify=False,
+                                     tls_client_cert=tls.client_cert_pem)
+        unverified.set_tls_client_key(tls.client_key_pem)
+        unverified.save()
+        assert VaultGate.from_definition(unverified).login(USERPASS, no_body, "cid") is not None
+        assert len(fake.calls()) == 2
+    finally:
+        fake.stop()
+
+
+# --- The model -----------------------------------------------------------------------------------------
+
+
+def test_the_token_and_client_key_are_stored_encrypted(vault_def) -> None:
+    definition = vault_def(token=OWN_TOKEN)
+    stored = VaultConnection.objects.values_list("token_encrypted", flat=True).get(pk=definition.pk)
+    assert OWN_TOKEN not in stored and crypto.decrypt(stored) == OWN_TOKEN
+    assert definition.sec_type == "vault_conn_sec"
+    assert VaultConnection.objects.get(pk=definition.pk).has_token
+
+
+@pytest.mark.parametrize("fields,field", [
+    ({"url": "ftp://vault:8200"}, "url"),
+    ({"url": "localhost:8200"}, "url"),
+    ({"timeout": 0}, "timeout"),
+    ({"cache_ttl": -1}, "cache_ttl"),
+    ({"cache_ttl": 86400}, "cache_ttl"),
+    ({"timeout": 3600}, "timeout"),
+    ({"mount_point": "../sys"}, "mount_point"),
+    ({"github_mount_point": "a//b"}, "github_mount_point"),
+    ({"tls_client_cert": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----"}, "tls_client_cert"),
+    ({"tls_ca_cert": "not a pem"}, "tls_ca_cert"),
+    ({"default_auth_method": "ldap"}, "default_auth_method"),
+])
+def test_invalid_definitions_are_refused_on_save(db, fields, field) -> None:
+    with pytest.raises(ValidationError) as caught:
+        VaultConnection(name="bad", **fields).save()
+    assert field in caught.value.message_dict
+    assert not VaultConnection.objects.exists()
+
+
+def test_a_client_key_alone_is_refused_too(db) -> None:
+    definition = VaultConnection(name="key-only")
+    definition.set_tls_client_key("-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----")
+    with pytest.raises(ValidationError, match="give both or neither"):
+        definition.save()
+
+
+# --- Through the REST channel ----------------------------------------------------------------------------
+
+
+def test_a_valid_token_reaches_the_service_and_the_response_carries_the_vault_token(client, vault_channel) -> None:
+    vault_channel()
+    response = client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN)
+    assert response.status_code == 200, response.content
+    assert response.json()["hello"] == "world"
+    assert response["X-Zato-Vault-Token"] == CALLER_TOKEN
+    assert response["X-Zato-Vault-Token-Lease-Duration"] == "600"
+
+
+def test_a_userpass_login_hands_the_issued_client_token_to_the_caller(client, vault_channel, vault) -> None:
+    vault_channel()
+    response = client.get(CHANNEL, HTTP_X_ZATO_VAULT_USERNAME=USERNAME, HTTP_X_ZATO_VAULT_PASSWORD=PASSWORD)
+    assert response.status_code == 200
+    assert response["X-Zato-Vault-Token"] in vault.tokens
+    assert response["X-Zato-Vault-Token-Lease-Duration"] == "1800"
+
+
+def test_a_github_login_through_the_channel(client, vault_channel) -> None:
+    vault_channel(default_auth_method="github")
+    assert client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN_GITHUB=GITHUB_TOKEN).status_code == 200
+    assert client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN_GITHUB="ghp_stranger").status_code == 401
+
+
+def assert_vault_401(response) -> None:
+    assert response.status_code == 401, response.content
+    assert response["WWW-Authenticate"] == "zato-vault"
+    body = response.json()
+    assert body["result"] == "Error" and body["details"] == "Failed to authenticate"
+    assert response["X-Zato-CID"] == body["cid"]
+    assert "X-Zato-Vault-Token" not in response
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"HTTP_X_ZATO_VAULT_TOKEN": "hvs.unknown"},
+    {"HTTP_X_ZATO_VAULT_USERNAME": USERNAME, "HTTP_X_ZATO_VAULT_PASSWORD": "wrong"},
+    {"HTTP_X_ZATO_VAULT_USERNAME": "nobody", "HTTP_X_ZATO_VAULT_PASSWORD": PASSWORD},
+    {"HTTP_X_ZATO_VAULT_USERNAME": "\xff\xfe", "HTTP_X_ZATO_VAULT_PASSWORD": PASSWORD},
+    {"HTTP_X_ZATO_VAULT_USERNAME": USERNAME, "HTTP_X_ZATO_VAULT_PASSWORD": "\xc3\x28"},
+    {"HTTP_X_ZATO_VAULT_TOKEN": "hvs.\x00nul"},
+    {"HTTP_X_ZATO_VAULT_USERNAME": USERNAME},
+    {"HTTP_AUTHORIZATION": "Basic =a="},
+])
+def test_missing_wrong_or_malformed_credentials_give_401_never_500(client, vault_channel, headers) -> None:
+    vault_channel()
+    assert_vault_401(client.get(CHANNEL, **headers))
+
+
+def test_an_inactive_definition_refuses_good_credentials(client, vault_channel, vault) -> None:
+    vault_channel(is_active=False)
+    assert_vault_401(client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN))
+    assert vault.calls() == []
+
+
+def test_vault_down_is_503_never_200(client, vault_channel) -> None:
+    vault_channel(url=f"http://127.0.0.1:{free_port()}")
+    response = client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN)
+    assert response.status_code == 503
+    assert response.json()["result"] == "Error"
+    assert "X-Zato-Vault-Token" not in response
+
+
+def test_vault_hanging_past_the_timeout_is_503(client, vault_channel, vault) -> None:
+    vault_channel(timeout=0.5)
+    vault.hang = 10
+    started = time.monotonic()
+    response = client.get(CHANNEL, HTTP_X_ZATO_VAULT_USERNAME=USERNAME, HTTP_X_ZATO_VAULT_PASSWORD=PASSWORD)
+    assert response.status_code == 503
+    assert time.monotonic() - started < 5
+
+
+def test_vault_sealed_is_503(client, vault_channel, vault) -> None:
+    vault_channel()
+    vault.fail_with = 503
+    assert client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN).status_code == 503
+
+
+def test_a_second_call_within_cache_ttl_does_not_reach_vault(client, vault_channel, vault) -> None:
+    vault_channel(cache_ttl=30)
+    for _ in range(3):
+        response = client.get(CHANNEL, HTTP_X_ZATO_VAULT_USERNAME=USERNAME, HTTP_X_ZATO_VAULT_PASSWORD=PASSWORD)
+        assert response.status_code == 200
+    assert len(vault.calls()) == 1
+    for _ in range(2):  # a failure is asked about every time
+        client.get(CHANNEL, HTTP_X_ZATO_VAULT_USERNAME=USERNAME, HTTP_X_ZATO_VAULT_PASSWORD="nope")
+    assert len(vault.calls()) == 3
+
+
+def test_cache_ttl_zero_reaches_vault_on_every_call(client, vault_channel, vault) -> None:
+    vault_channel(cache_ttl=0)
+    for _ in range(3):
+        assert client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN).status_code == 200
+    assert len(vault.calls()) == 3
+
+
+def test_a_chooser_service_through_the_channel(client, vault_channel, deploy) -> None:
+    deploy("vault_choosers.py", CHOOSER)
+    vault_channel(service_name="vault-choosers.from-body")
+    good = client.post(CHANNEL, {"user": USERNAME, "pass": PASSWORD}, content_type="application/json")
+    assert good.status_code == 200, good.content
+    assert good["X-Zato-Vault-Token"].startswith("hvs.")
+    assert_vault_401(client.post(CHANNEL, {"user": USERNAME, "pass": "no"}, content_type="application/json"))
+
+
+def test_a_chooser_that_raises_gives_401(client, vault_channel, deploy, vault) -> None:
+    deploy("vault_choosers.py", CHOOSER)
+    vault_channel(service_name="vault-choosers.broken")
+    assert_vault_401(client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN))
+    assert vault.calls() == []
+
+
+def test_a_channel_swapped_onto_a_vault_definition_uses_it_at_once(client, make_channel, basic_auth,
+                                                                    vault_def) -> None:
+    from integration.models import RestChannel
+
+    channel = make_channel(CHANNEL, "demo.hello", security=basic_auth())
+    assert client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN).status_code == 401
+    channel.security = vault_def()
+    channel.save()
+    assert RestChannel.objects.get(pk=channel.pk).security.sec_type == "vault_conn_sec"
+    assert client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN).status_code == 200
+
+
+def test_secrets_never_reach_the_logs(client, vault_channel, vault, caplog, deploy) -> None:
+    caplog.set_level(logging.DEBUG)
+    definition = vault_channel(cache_ttl=0)
+    client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN)
+    client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN + "-typo")
+    client.get(CHANNEL, HTTP_X_ZATO_VAULT_USERNAME=USERNAME, HTTP_X_ZATO_VAULT_PASSWORD=PASSWORD)
+    client.get(CHANNEL, HTTP_X_ZATO_VAULT_USERNAME=USERNAME, HTTP_X_ZATO_VAULT_PASSWORD=PASSWORD + "-typo")
+    client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN_GITHUB=GITHUB_TOKEN + "-typo")
+    client.get(CHANNEL, HTTP_X_ZATO_VAULT_USERNAME=USERNAME, HTTP_X_ZATO_VAULT_PASSWORD="pass\x07" + PASSWORD)
+    vault.fail_with = 503
+    client.get(CHANNEL, HTTP_X_ZATO_VAULT_TOKEN=CALLER_TOKEN)
+    vault.fail_with = None
+    vault.hang = 5
+    definition.timeout = 0.3
+    definition.save()
+    client.get(CHANNEL, HTTP_X_ZATO_VAULT_USERNAME=USERNAME, HTTP_X_ZATO_VAULT_PASSWORD=PASSWORD)
+    logged = caplog.text
+    assert "invalid username or password" in logged and "bad token" in logged  # the precise reasons are there
+    for secret in (CALLER_TOKEN, PASSWORD, GITHUB_TOKEN, OWN_TOKEN, "hvs.", "ghp_"):
+        assert secret not in logged
+
+
+# --- The management API and the admin ---------------------------------------------------------------------
+
+
+def test_the_api_takes_the_secrets_and_never_gives_them_back(api, vault) -> None:
+    tls = make_tls_in_memory()
+    created = api.post(f"{API}/", {
+        "name": "vault-api", "url": vault.url, "token": OWN_TOKEN, "default_auth_method": "token",
+        "tls_client_cert": tls.client_cert_pem, "tls_client_key": tls.client_key_pem,
+    }, format="json")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["has_token"] is True and body["has_tls_client_key"] is True
+    assert "token" not in body and "tls_client_key" not in body
+    definition = VaultConnection.objects.get(name="vault-api")
+    assert definition.get_token() == OWN_TOKEN and definition.get_tls_client_key() == tls.client_key_pem
+    listing = json.dumps(api.get(f"{API}/").json()) + json.dumps(api.get(f"{API}/{definition.pk}/").json())
+    assert OWN_TOKEN not in listing and "PRIVATE KEY" not in listing and "gAAAA" not in listing
+
+    kept = api.patch(f"{API}/{definition.pk}/", {"timeout": 3}, format="json")
+    assert kept.status_code == 200 and kept.json()["has_token"] is True
+    assert VaultConnection.objects.get(pk=definition.pk).get_token() == OWN_TOKEN
+    cleared = api.patch(f"{API}/{definition.pk}/", {"token": None}, format="json")
+    assert cleared.json()["has_token"] is False
+
+
+def test_the_api_refuses_invalid_definitions_naming_the_field(api) -> None:
+    response = api.post(f"{API}/", {"name": "bad-vault", "url": "ftp://vault", "timeout": 0}, format="json")
+    assert response.status_code == 400
+    assert {"url", "timeout"} <= set(response.json()["details"])
+    key_only = api.post(f"{API}/", {"name": "bad-vault", "tls_client_key": "-----BEGIN PRIVATE KEY-----\nx"},
+                        format="json")
+    assert key_only.status_code == 400 and "tls_client_cert" in key_only.json()["details"]
+    assert not VaultConnection.objects.exists()
+
+
+def test_deleting_a_definition_in_use_needs_cascade(api, vault_channel) -> None:
+    definition = vault_channel()
+    refused = api.delete(f"{API}/{definition.pk}/")
+    assert refused.status_code == 409
+    assert "vault-protected" in json.dumps(refused.json())
+    assert api.delete(f"{API}/{definition.pk}/?cascade=true").status_code == 204
+    assert not VaultConnection.objects.exists()
+
+
+def test_the_admin_sets_secrets_write_only_and_never_shows_them(admin_client_alice, vault) -> None:
+    client = admin_client_alice
+    add = client.get("/admin/connections/vaultconnection/add/")
+    assert add.status_code == 200
+    form = {
+        "name": "vault-admin", "is_active": "on", "url": vault.url, "default_auth_method": "", "service_name": "",
+        "mount_point": "userpass", "github_mount_point": "github", "timeout": "10", "cache_ttl": "5",
+        "tls_verify": "on", "tls_ca_cert": "", "tls_client_cert": "", "new_token": OWN_TOKEN,
+        "new_tls_client_key": "",
+    }
+    created = client.post("/admin/connections/vaultconnection/add/", form)
+    assert created.status_code == 302, created.content.decode()[:3000]
+    definition = VaultConnection.objects.get(name="vault-admin")
+    assert definition.get_token() == OWN_TOKEN
+    change_url = f"/admin/connections/vaultconnection/{definition.pk}/change/"
+    page = client.get(change_url).content.decode()
+    assert OWN_TOKEN not in page and definition.token_encrypted not in page
+    assert "Stored encrypted; never shown." in page
+    # Saving with the token input left empty keeps the stored token.
+    assert client.post(change_url, {**form, "new_token": "", "timeout": "4"}).status_code == 302
+    definition.refresh_from_db()
+    assert definition.timeout == 4 and definition.get_token() == OWN_TOKEN
+    # A client certificate without its key is refused on the form, with the message.
+    tls = make_tls_in_memory()
+    refused = client.post(change_url, {**form, "new_token": "", "tls_client_cert": tls.client_cert_pem})
+    assert refused.status_code == 200 and "give both or neither" in refused.content.decode()
+    # A form sent back with an error never echoes a secret typed on it.
+    echoed = client.post(change_url, {**form, "new_token": "hvs.typed-not-saved", "timeout": "0",
+                                      "new_tls_client_key": tls.client_key_pem})
+    assert echoed.status_code == 200 and "timeout" in echoed.context["adminform"].form.errors
+    assert "hvs.typed-not-saved" not in echoed.content.decode() and "PRIVATE KEY" not in echoed.content.decode()
+    definition.refresh_from_db()
+    assert definition.get_token() == OWN_TOKEN and not definition.has_tls_client_key
+    # The checkbox removes it.
+    assert client.post(change_url, {**form, "new_token": "", "clear_token": "on"}).status_code == 302
+    definition.refresh_from_db()
+    assert not definition.has_token
+
+
+def make_tls_in_memory():  # type: ignore[no-untyped-def]
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as directory:
+        return make_tls(Path(directory))
+
+
+def test_private_files_are_not_readable_by_others(settings, tmp_path) -> None:
+    from connections.vault import _private_file
+
+    settings.VAR_DIR = tmp_path
+    first = _private_file("-----BEGIN CERTIFICATE-----\nabc\n", ".pem")
+    again = _private_file("-----BEGIN CERTIFICATE-----\nabc\n", ".pem")
+    assert first == again and stat.S_IMODE(os.stat(first).st_mode) == 0o600
