@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import RequestDataTooBig
 from rest_framework.authentication import BaseAuthentication, BasicAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
-from accounts import crypto
+from accounts import crypto, tokens
+from integration.errors import PayloadTooLarge, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -236,9 +238,6 @@ class JWTAuthentication(DefinitionAuthentication):
                    definition.password_hash, definition.ttl)
 
     def authenticate(self, request: Any) -> tuple[CallerIdentity, str] | None:
-        from accounts import tokens
-        from integration.errors import ServiceUnavailable
-
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
@@ -255,7 +254,7 @@ class JWTAuthentication(DefinitionAuthentication):
         if not self.is_active:
             raise self.fail("the definition is inactive", request)
         try:
-            live = tokens.session_store().use(claims.sid, self.ttl)
+            live = tokens.use(claims.sid, self.ttl)
         except tokens.SessionStoreUnavailable as exc:
             logger.error("[%s] JWT session store unavailable: %s", getattr(request, "cid", "-"), exc)
             raise ServiceUnavailable("Tokens cannot be checked right now; try again later") from None
@@ -292,9 +291,6 @@ class VaultAuthentication(DefinitionAuthentication):
 
     def authenticate(self, request: Any) -> tuple[CallerIdentity, str]:
         from connections.vault import VaultDenied, VaultUnavailable
-        from django.core.exceptions import RequestDataTooBig
-
-        from integration.errors import PayloadTooLarge, ServiceUnavailable
 
         cid = getattr(request, "cid", "-")
         if not self.is_active:

@@ -11,6 +11,14 @@ extends the expiry by the definition's TTL (sliding expiry), and logging out del
 session. ``RedisSessionStore`` does a use in one atomic round trip (a Lua script);
 ``DatabaseSessionStore`` (the embedded default, no Redis) in one UPDATE.
 
+Checking the shared store on every request would cost a network round trip each time (a
+JWT channel would keep about half the throughput of an open one). So each process
+remembers, for ``JWT_SESSION_RECHECK`` seconds (default 1), the sessions it has just seen
+live, and a use within that window neither asks the store nor extends the session; the
+next use after it does both. A log-out in this process takes effect here at once and in
+other processes within that window, like any configuration change; sliding expiry is at
+most that much early. ``JWT_SESSION_RECHECK=0`` asks the store on every use.
+
 ``clock`` is the time source for every expiry decision; tests replace it.
 """
 
@@ -79,8 +87,48 @@ def issue(definition_id: int, username: str, ttl: int) -> str:
     return crypto.encrypt(jwt.decode())
 
 
+# Tokens this process has opened: the same string always opens to the same claims, so the
+# Fernet decryption and signature check are done once per token, not once per request.
+_opened: dict[str, Claims] = {}
+# Sessions seen live lately: sid -> (when checked, expiry then), by ``clock``.
+_recent: dict[str, tuple[float, float]] = {}
+_MAX_REMEMBERED = 50_000
+
+
 def open_token(token: str) -> Claims:
-    """Decrypt and verify a token; says nothing about expiry (``session_store().use`` does)."""
+    """Decrypt and verify a token (remembered per process); says nothing about expiry (``use`` does)."""
+    claims = _opened.get(token)
+    if claims is None:
+        claims = _open(token)
+        if len(_opened) >= _MAX_REMEMBERED:
+            _opened.clear()
+        _opened[token] = claims
+    return claims
+
+
+def use(sid: str, ttl: int) -> bool:
+    """True if the session is live, extending it by ``ttl`` (see the module docstring for the recheck window)."""
+    now = clock()
+    seen = _recent.get(sid)
+    if seen is not None and now - seen[0] < settings.JWT_SESSION_RECHECK and now < seen[1]:
+        return True
+    live = session_store().use(sid, ttl)
+    if live:
+        if len(_recent) >= _MAX_REMEMBERED:
+            _recent.clear()
+        _recent[sid] = (now, now + ttl)
+    else:
+        _recent.pop(sid, None)
+    return live
+
+
+def revoke(sid: str) -> bool:
+    """End a session (log-out): at once in this process, within the recheck window elsewhere."""
+    _recent.pop(sid, None)
+    return session_store().revoke(sid)
+
+
+def _open(token: str) -> Claims:
     if not token or len(token) > MAX_TOKEN_LENGTH or len(token) % 4 or not _TOKEN_CHARS.match(token):
         raise InvalidToken("not a token (wrong characters or length)")
     try:
@@ -200,3 +248,6 @@ def session_store() -> Any:
 def _forget_store(setting: str, **kwargs: object) -> None:
     if setting in ("JWT_SESSION_STORE", "REDIS_URL"):
         session_store.cache_clear()
+        _recent.clear()
+    if setting in ("FERNET_KEYS", "SECRET_KEY"):
+        _opened.clear()  # tokens made with a removed key must stop opening

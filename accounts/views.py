@@ -102,7 +102,7 @@ def jwt_log_out(request: HttpRequest, cid: str) -> HttpResponse:
     except tokens.InvalidToken as exc:
         logger.warning("[%s] JWT log-out with a bad token: %s", cid, exc)
         raise BadRequest("Invalid token") from None
-    revoked = tokens.session_store().revoke(claims.sid)
+    revoked = tokens.revoke(claims.sid)
     logger.info("[%s] JWT log-out of `%s` (%s)", cid, claims.username[:100],
                 "session ended" if revoked else "session was already gone")
     return _json_reply({"result": "OK"}, cid)

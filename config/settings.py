@@ -237,6 +237,8 @@ if JWT_SESSION_STORE not in {"redis", "database"}:
     raise ImproperlyConfiguredEnv(f"JWT_SESSION_STORE must be redis or database, got {JWT_SESSION_STORE!r}")
 if JWT_SESSION_STORE == "redis" and not REDIS_URL:
     raise ImproperlyConfiguredEnv("JWT_SESSION_STORE=redis needs REDIS_URL")
+# Seconds a process trusts a JWT session it has just seen live before asking the store again.
+JWT_SESSION_RECHECK = env_float("JWT_SESSION_RECHECK", 1.0, minimum=0.0)
 PORT = env_int("PORT", 8000, minimum=1)
 WEB_WORKERS = env_int("WEB_WORKERS", 2, minimum=1)
 

@@ -42,7 +42,6 @@ import re
 import tempfile
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +190,7 @@ class VaultGate:
         self.has_own_token = bool(token)
         self.clock: Callable[[], float] = time.monotonic
         self.cache = _Cache()
+        self._cache_secret = crypto.derived_key("vault-cache")
         # Explicit values everywhere: left as None, hvac would take VAULT_TOKEN, VAULT_CACERT
         # or VAULT_CLIENT_CERT from the environment instead of this definition.
         self.client = hvac.Client(url=url, token=token, verify=verify, cert=cert or False, timeout=timeout)
@@ -300,7 +300,8 @@ class VaultGate:
             if len(password) > MAX_VALUE_LENGTH:
                 raise VaultDenied("X-Zato-Vault-Password is too long")
             mount_point = values.get(MOUNT_POINT_HEADER) or self.mount_point
-            if not valid_mount_point(mount_point):
+            # The definition's own mount point was checked when it was saved; a caller's is checked here.
+            if mount_point is not self.mount_point and not valid_mount_point(mount_point):
                 raise VaultDenied(f"X-Zato-Vault-Mount-Point is not a valid mount path ({mount_point[:64]!r})")
             return Credentials(USERNAME_PASSWORD, password, username=username, mount_point=mount_point)
         raise VaultDenied(f"unknown authentication method {method[:64]!r}")
@@ -433,30 +434,30 @@ class VaultGate:
     def _cache_key(self, credentials: Credentials) -> str:
         material = json.dumps([self.name, credentials.method, credentials.mount_point, credentials.username,
                                credentials.secret])
-        return hmac.new(_cache_secret(), material.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._cache_secret, material.encode(), hashlib.sha256).hexdigest()
 
 
 # --- Helpers ---------------------------------------------------------------------------------------
 
 
-def _cache_secret() -> bytes:
-    return crypto.derived_key("vault-cache")
+# Unicode category Cc is exactly C0, DEL and C1: one regex search instead of a lookup per character.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _has_control_characters(value: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in value)
+    return _CONTROL.search(value) is not None
 
 
-def _header_text(raw: str, header: str) -> str:
+def _header_text(raw: str, wsgi_key: str) -> str:
     """A WSGI header value (bytes decoded as latin-1) as the UTF-8 text the client meant; else a denial."""
     try:
         text = raw.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
-        raise VaultDenied(f"{header} is not valid UTF-8") from None
+        raise VaultDenied(f"{_display_name(wsgi_key)} is not valid UTF-8") from None
     if _has_control_characters(text):
-        raise VaultDenied(f"{header} contains control characters")
+        raise VaultDenied(f"{_display_name(wsgi_key)} contains control characters")
     if len(text) > MAX_VALUE_LENGTH:
-        raise VaultDenied(f"{header} is too long")
+        raise VaultDenied(f"{_display_name(wsgi_key)} is too long")
     return text
 
 
@@ -473,7 +474,7 @@ def _request_values(meta: Mapping[str, str]) -> dict[str, str | None]:
     values: dict[str, str | None] = {}
     for key in VAULT_HEADERS:
         raw = meta.get(key)
-        values[key] = _header_text(raw, _display_name(key)) if raw else None
+        values[key] = _header_text(raw, key) if raw else None
     return values
 
 

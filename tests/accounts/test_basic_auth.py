@@ -66,3 +66,40 @@ def test_change_password_needs_the_same_value_twice(api, basic_auth) -> None:
     assert ok.status_code == 200
     definition.refresh_from_db()
     assert crypto.verify_secret("new", definition.password_hash)
+
+
+@pytest.fixture
+def crm_channel(builtins, make_channel, basic_auth):
+    definition = basic_auth(realm="CRM")
+    make_channel("/crm", "demo.hello", security=definition)
+    return definition
+
+
+def _basic(raw: bytes) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    ("header", "logged"),
+    [
+        (None, "no credentials sent"),
+        (_basic(b"crm-user:wrong"), "invalid username or password (username given: 'crm-user')"),
+        (_basic(b"someone:crm-secret"), "invalid username or password (username given: 'someone')"),
+        (_basic(b"crm-user"), "no ':' between username and password"),
+        ("Basic =a=", "not valid base64 UTF-8"),
+        ("Basic a b", "malformed Authorization header"),
+        ("Basic", "malformed Authorization header"),
+        (_basic(b"crm-user:\xff\xfe"), "not valid base64 UTF-8"),
+        ("Basic \xff\xfe", "not valid base64 UTF-8"),
+        ("Bearer abc", "no credentials sent"),
+    ],
+)
+def test_wrong_missing_and_malformed_credentials_are_401(client, crm_channel, caplog, header, logged) -> None:
+    response = client.get("/crm", **({"HTTP_AUTHORIZATION": header} if header is not None else {}))
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Basic realm="CRM"'
+    assert response.json() == {"result": "Error", "cid": response["X-Zato-CID"], "details": "Unauthorized"}
+    assert f"[{response['X-Zato-CID']}]" in caplog.text and logged in caplog.text
+    assert "crm-secret" not in caplog.text

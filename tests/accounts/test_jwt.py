@@ -196,3 +196,24 @@ def test_the_api_keeps_the_password_write_only(api) -> None:
     duplicate = api.post(f"{API}/", {"name": "mobile2", "username": "mobile-app"}, format="json")
     assert duplicate.status_code == 400
     assert "username" in duplicate.json()["details"]
+
+
+def test_a_process_trusts_a_live_session_for_the_recheck_window_only(client, browsers, clock, settings,
+                                                                     session_store) -> None:
+    """Another process's log-out (here: the session deleted from the store directly) is seen after the window."""
+    settings.JWT_SESSION_RECHECK = 5.0
+    token = log_in(client).json()["token"]
+    assert client.get("/events", **bearer(token)).status_code == 200  # asks the store, remembers the session
+    tokens.session_store().revoke(tokens.open_token(token).sid)  # as if logged out through another server
+    clock.advance(4)
+    assert client.get("/events", **bearer(token)).status_code == 200  # still inside the window
+    clock.advance(2)
+    assert client.get("/events", **bearer(token)).status_code == 401  # window over: the store says no
+
+
+def test_with_no_recheck_window_every_use_asks_the_store(client, browsers, settings, session_store) -> None:
+    settings.JWT_SESSION_RECHECK = 0.0
+    token = log_in(client).json()["token"]
+    assert client.get("/events", **bearer(token)).status_code == 200
+    tokens.session_store().revoke(tokens.open_token(token).sid)
+    assert client.get("/events", **bearer(token)).status_code == 401

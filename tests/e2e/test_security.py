@@ -126,6 +126,13 @@ def test_jwt_sessions_are_shared_by_every_server(start_web, builtins) -> None:
     assert server_b.get("/e2e/events", headers=bearer).status == 200
     assert server_a.get("/e2e/events", headers=bearer).status == 200
     assert server_b.request("POST", "/zato/jwt/log-out", headers=bearer).status == 200
+    logged_out_at = time.monotonic()
+    assert server_b.get("/e2e/events", headers=bearer).status == 401  # at once where it logged out
+    # Server A trusts a session it has just seen live for JWT_SESSION_RECHECK (1 s) at most.
+    wait_for(lambda: server_a.get("/e2e/events", headers=bearer, timeout=2).status == 401, timeout=5,
+             interval=0.05, message=lambda: server_a.log_tail())
+    elapsed = time.monotonic() - logged_out_at
+    assert elapsed < 1.5, f"server A accepted a logged-out token for {elapsed:.2f} s"
     refused = server_a.get("/e2e/events", headers=bearer)
     assert refused.status == 401
     assert refused.headers["www-authenticate"] == "Bearer"

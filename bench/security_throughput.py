@@ -1,0 +1,331 @@
+"""Security throughput: requests/s and p50/p99 of a REST channel per security type vs no security.
+
+One gunicorn (config/gunicorn.conf.py: 2 sync workers, preloaded) serves bench.wsgi, as in
+rest_throughput.py. Six REST channels, each a GET bound to the same hello-world user
+service (``bench.hello``), differ only in their security definition:
+
+* open:     no security (the baseline of every ratio);
+* basic:    HTTP Basic Auth (``Authorization: Basic ...``);
+* tech_acc: a technical account (``X-Zato-User`` / ``X-Zato-Password``);
+* apikey:   an API key (``X-API-Key``);
+* jwt:      a JWT definition; the token comes from ``POST /zato/jwt/log-in`` on the running
+            server and is sent as ``Authorization: Bearer``; its session lives in Redis and
+            is rechecked and extended there at most every JWT_SESSION_RECHECK (1 s) per process;
+* vault:    a Vault connection, username/password method (``X-Zato-Vault-Username`` /
+            ``-Password``) against the loopback fake Vault of tests/servers/vault.py, run in
+            this process, with the definition's result cache on (``cache_ttl``, default the
+            model's 5 s; ``BENCH_VAULT_CACHE_TTL`` overrides).
+
+Measured, interleaved at 16 and 64 connections (``BENCH_CONNECTIONS``; wrk threads =
+min(connections, 2)) for ``BENCH_SECONDS`` (10) per target, cut into ``BENCH_SLICES`` (5)
+slices taken round-robin across the six targets. Target (issue 3): every type keeps at
+least 0.85 of the unsecured channel's requests/s at the same concurrency. Also printed: the
+gunicorn workers' CPU time per request of each target (what each type costs the server, less
+sensitive than req/s to other load on this 2-core machine).
+
+    BENCH_SECONDS=10 .venv/bin/python bench/security_throughput.py
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+from bench.rest_throughput import HELLO, combine, ensure_wrk, wrk
+
+SECONDS = common.env_int("BENCH_SECONDS", 10)
+WARMUP = common.env_int("BENCH_WARMUP_SECONDS", 2)
+SLICES = max(1, common.env_int("BENCH_SLICES", 5))
+CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "16,64").split(",")]
+VAULT_CACHE_TTL = os.environ.get("BENCH_VAULT_CACHE_TTL")  # None: the model's default
+TARGET_RATIO = 0.85
+
+BASIC_USER, BASIC_PASSWORD = "bench-basic-caller", "bench-basic-password"
+TECH_ACC, TECH_PASSWORD = "bench-tech-account", "bench-tech-password"
+JWT_USER, JWT_PASSWORD = "bench-jwt-user", "bench-jwt-password"
+VAULT_USER, VAULT_PASSWORD = "bench-vault-user", "bench-vault-password"
+WRONG = "not-the-password"
+
+# key, label, path; the headers come from credentials(), the JWT one only once the server runs.
+CHANNELS = [
+    ("open", "no security (baseline)", "/st/open"),
+    ("basic", "HTTP Basic Auth", "/st/basic"),
+    ("tech_acc", "technical account", "/st/tech-acc"),
+    ("apikey", "API key", "/st/apikey"),
+    ("jwt", "JWT (session in Redis)", "/st/jwt"),
+    ("vault", "Vault userpass, cached", "/st/vault"),
+]
+KEYS = [key for key, _, _ in CHANNELS]
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def prepare(vault_url: str) -> dict[str, str]:
+    """Deploy the service, create one definition per type and one channel each; returns secrets made here."""
+    common.recreate_database()
+    common.setup_django(PICKUP_WATCH="false")
+    from django.db import connections
+
+    from accounts.models import ApiKey, BasicAuth, JWTDefinition, TechAccount
+    from connections.models import VaultConnection
+    from integration.deploy import deploy_sources
+    from integration.models import DeployedService, RestChannel, ServiceModule
+
+    (outcome,) = deploy_sources([("bench_hello.py", HELLO)], ServiceModule.Origin.CLI)
+    if not outcome.ok:
+        raise SystemExit(outcome.error)
+    service = DeployedService.objects.get(name="bench.hello")
+
+    basic = BasicAuth(name="bench-basic", username=BASIC_USER)
+    basic.set_password(BASIC_PASSWORD)
+    basic.save()
+    tech = TechAccount(name=TECH_ACC)
+    tech.set_password(TECH_PASSWORD)
+    tech.save()
+    apikey = ApiKey(name="bench-apikey")
+    key = apikey.new_key()
+    apikey.save()
+    jwt = JWTDefinition(name="bench-jwt", username=JWT_USER, ttl=3600)
+    jwt.set_password(JWT_PASSWORD)
+    jwt.save()
+    vault = VaultConnection(
+        name="bench-vault", url=vault_url, default_auth_method=VaultConnection.AuthMethod.USERNAME_PASSWORD
+    )
+    if VAULT_CACHE_TTL is not None:
+        vault.cache_ttl = float(VAULT_CACHE_TTL)
+    vault.save()
+    definitions = {"open": None, "basic": basic, "tech_acc": tech, "apikey": apikey, "jwt": jwt, "vault": vault}
+    for key_, _, path in CHANNELS:
+        RestChannel.objects.create(
+            name=f"bench.sec.{key_}", method="GET", url_path=path, service=service, security=definitions[key_]
+        )
+    connections.close_all()
+    return {"apikey": key, "vault_cache_ttl": f"{vault.cache_ttl:g}"}
+
+
+def jwt_log_in(port: int) -> str:
+    body = json.dumps({"username": JWT_USER, "password": JWT_PASSWORD}).encode()
+    status, data, _ = common.request(
+        port, "POST", "/zato/jwt/log-in", headers={"Content-Type": "application/json"}, body=body
+    )
+    if status != 200:
+        raise SystemExit(f"POST /zato/jwt/log-in answered {status} {data[:200]!r}")
+    return json.loads(data)["token"]
+
+
+def jwt_log_out(port: int, token: str) -> None:
+    """End the benchmark's JWT session, so it does not linger in Redis for the TTL."""
+    try:
+        common.request(port, "POST", "/zato/jwt/log-out", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    except OSError:
+        pass
+
+
+def credentials(secrets: dict[str, str], token: str) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """(right, wrong) headers per target; open has none of either."""
+    tampered = token[:-8] + ("A" * 8 if not token.endswith("A" * 8) else "B" * 8)
+    right = {
+        "open": {},
+        "basic": {"Authorization": _basic(BASIC_USER, BASIC_PASSWORD)},
+        "tech_acc": {"X-Zato-User": TECH_ACC, "X-Zato-Password": TECH_PASSWORD},
+        "apikey": {"X-API-Key": secrets["apikey"]},
+        "jwt": {"Authorization": f"Bearer {token}"},
+        "vault": {"X-Zato-Vault-Username": VAULT_USER, "X-Zato-Vault-Password": VAULT_PASSWORD},
+    }
+    wrong = {
+        "basic": {"Authorization": _basic(BASIC_USER, WRONG)},
+        "tech_acc": {"X-Zato-User": TECH_ACC, "X-Zato-Password": WRONG},
+        "apikey": {"X-API-Key": secrets["apikey"][:-4] + "xxxx"},
+        "jwt": {"Authorization": f"Bearer {tampered}"},
+        "vault": {"X-Zato-Vault-Username": VAULT_USER, "X-Zato-Vault-Password": WRONG},
+    }
+    return right, wrong
+
+
+def check(port: int, right: dict[str, dict[str, str]], wrong: dict[str, dict[str, str]]) -> None:
+    """Every channel answers 200 and the hello body with its credentials; each secured one 401 without
+    credentials and with wrong ones (the Vault one also hands back a Vault token on success)."""
+    for key, _, path in CHANNELS:
+        status, body, headers = common.request(port, "GET", path, headers=right[key])
+        if status != 200 or json.loads(body) != {"hello": "world"}:
+            raise SystemExit(f"{key}: GET {path} with credentials answered {status} {body[:200]!r}")
+        if key == "vault" and "x-zato-vault-token" not in headers:
+            raise SystemExit(f"{key}: GET {path} answered 200 without X-Zato-Vault-Token: not Vault's yes")
+        if key == "open":
+            continue
+        for what, sent in (("without credentials", {}), ("with wrong credentials", wrong[key])):
+            status, body, _ = common.request(port, "GET", path, headers=sent)
+            if status != 401:
+                raise SystemExit(f"{key}: GET {path} {what} answered {status} {body[:200]!r}, expected 401")
+
+
+def _redis_cpu() -> float:
+    """CPU seconds used so far by redis-server processes on this machine (they serve the JWT sessions)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                head, _, rest = stat.read().rpartition(")")
+        except OSError:
+            continue
+        if head.split("(", 1)[-1].startswith("redis-server"):
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    from tests.servers.vault import FakeVault
+
+    binary = ensure_wrk()
+    print(
+        f"== Security throughput: wrk {SECONDS} s per target at {CONNECTIONS} connections (in {SLICES} "
+        f"interleaved slices); one REST channel per security type, same hello-world service; "
+        f"gunicorn 2 sync workers =="
+    )
+    fake = FakeVault().start()
+    server = None
+    results: dict[tuple[str, int], dict] = {}
+    token = ""
+    try:
+        fake.add_user(VAULT_USER, VAULT_PASSWORD)
+        secrets = prepare(fake.url)
+        port = common.free_port()
+        env = common.bench_env(
+            PORT=str(port),
+            WEB_WORKERS="2",
+            PICKUP_DIR=str(common.empty_dir("st-pickup")),
+            DJANGO_SETTINGS_MODULE="bench.settings",
+        )
+        server = common.gunicorn("security-throughput", "bench.wsgi:application", env)
+        print(common.wait_for_quiet())
+        with common.stop_on_signals():
+            try:
+                server.start()
+                common.wait_for_200(server, "/st/open", timeout=60)
+                token = jwt_log_in(port)
+                right, wrong = credentials(secrets, token)
+                check(port, right, wrong)
+                for key, _, path in CHANNELS:
+                    wrk(binary, port, path, right[key], 16, WARMUP)
+                # Slices round-robin across the targets, so background load hits baseline and secured alike.
+                slice_s = max(1, round(SECONDS / SLICES))
+                slices: dict[tuple[str, int], list[dict]] = {}
+                fake.reset_calls()
+                redis0 = _redis_cpu()
+                account = common.CPUAccount(server.proc.pid)
+                account.start()
+                for connections in CONNECTIONS:
+                    for _ in range(SLICES):
+                        for key, _, path in CHANNELS:
+                            cpu0 = common._group_cpu(server.proc.pid)
+                            one = wrk(binary, port, path, right[key], connections, slice_s)
+                            one["server_cpu"] = common._group_cpu(server.proc.pid) - cpu0
+                            slices.setdefault((key, connections), []).append(one)
+                            if not server.alive():
+                                raise SystemExit(f"the server died; see {server.log_path}")
+                results = {k: combine(v) for k, v in slices.items()}
+                for k, v in slices.items():
+                    # The workers' CPU per request: what each type costs the server, less sensitive to
+                    # other load on the machine than req/s.
+                    results[k]["cpu_us"] = sum(s["server_cpu"] for s in v) / sum(s["requests"] for s in v) * 1e6
+                foreign, available = account.foreign()
+                redis_used = _redis_cpu() - redis0
+                vault_calls = len(fake.calls())
+            finally:
+                if token and server.alive():
+                    jwt_log_out(port, token)
+                server.stop()
+    finally:
+        fake.stop()
+
+    labels = {key: label for key, label, _ in CHANNELS}
+    rows = []
+    ratios: dict[tuple[str, int], float] = {}
+    for connections in CONNECTIONS:
+        base = results["open", connections]["rps"]
+        for key in KEYS:
+            r = results[key, connections]
+            ratio = r["rps"] / base
+            if key != "open":
+                ratios[key, connections] = ratio
+            rows.append(
+                [
+                    f"{key}: {labels[key]}",
+                    connections,
+                    f"{r['rps']:,.0f}",
+                    f"{r['min']:,.0f}-{r['max']:,.0f}",
+                    f"{r['p50']:.2f}",
+                    f"{r['p99']:.2f}",
+                    f"{r['cpu_us']:.0f}",
+                    r["non2xx"],
+                    r["errors"],
+                    f"{ratio:.2f}",
+                ]
+            )
+    print(
+        common.table(
+            [
+                "target",
+                "conns",
+                "req/s",
+                "slices req/s",
+                "p50 ms",
+                "p99 ms",
+                "server CPU us/req",
+                "non-2xx",
+                "errors",
+                "ratio to open",
+            ],
+            rows,
+        )
+    )
+    print(
+        "secured / open ratios: "
+        + ", ".join(f"{k}@{c}={v:.2f}" for (k, c), v in ratios.items())
+        + f"   (target >= {TARGET_RATIO} for every type)"
+    )
+    print(
+        f"vault: figures with the result cache on (cache_ttl {secrets['vault_cache_ttl']} s, per process) against "
+        f"a loopback fake Vault (tests/servers/vault.py) in the benchmark process; it was asked {vault_calls} "
+        f"time(s) during the measurement. Without the cache every request is one Vault login round trip."
+    )
+    failures = sum(r["non2xx"] + r["errors"] for r in results.values())
+    if failures:
+        print(f"WARNING: {failures} failed requests (non-2xx, connect errors or timeouts); see {server.log_path}")
+    share = foreign / available if available else 0.0
+    print(
+        f"CPU used by other processes during the measurement: {foreign:.1f} s of {available:.0f} s available "
+        f"({share:.0%}; of which redis-server, serving the JWT sessions: {redis_used:.1f} s)"
+        + (
+            " -- WARNING: figures disturbed by other work on this machine"
+            if foreign - redis_used > 0.05 * available
+            else ""
+        )
+    )
+    worst_key, worst_c = min(ratios, key=ratios.get)
+    reached = ratios[worst_key, worst_c] >= TARGET_RATIO and failures == 0
+    print(
+        common.result_line(
+            "security_throughput",
+            f"worst secured/open ratio {ratios[worst_key, worst_c]:.2f} ({worst_key} at {worst_c} conns; "
+            f"target >= {TARGET_RATIO} for basic, tech_acc, apikey, jwt, vault; vault with its cache on, "
+            f"fake Vault on loopback)",
+            reached,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
