@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from accounts.authentication import JWTAuthentication
 from integration import snapshot
-from integration.errors import BadRequest, NotFound
+from integration.errors import BadRequest, NotFound, ServiceUnavailable
 from integration.services import Service
 
 
@@ -29,7 +29,11 @@ class CreateJWTToken(Service):
         authenticator = find_jwt(definition_name, username)
         if authenticator is None or not authenticator.is_active:
             raise NotFound("No active JWT definition matches")
-        token = tokens.issue(authenticator.definition_id, authenticator.username, authenticator.ttl)
+        try:
+            token = tokens.issue(authenticator.definition_id, authenticator.username, authenticator.ttl)
+        except tokens.SessionStoreUnavailable as exc:
+            self.logger.error("JWT session store unavailable: %s", exc)
+            raise ServiceUnavailable("Tokens cannot be issued right now; try again later") from None
         self.logger.info("JWT token issued on behalf of `%s` (definition `%s`)", authenticator.username,
                          authenticator.name)
         self.response.payload = {"token": token, "ttl": authenticator.ttl, "username": authenticator.username}
