@@ -217,3 +217,23 @@ def test_with_no_recheck_window_every_use_asks_the_store(client, browsers, setti
     assert client.get("/events", **bearer(token)).status_code == 200
     tokens.session_store().revoke(tokens.open_token(token).sid)
     assert client.get("/events", **bearer(token)).status_code == 401
+
+
+def test_an_unreachable_redis_refuses_with_503_never_a_pass(client, browsers, basic_auth, make_channel,
+                                                            settings) -> None:
+    settings.JWT_SESSION_STORE = "redis"
+    token = log_in(client).json()["token"] if settings.REDIS_URL else None
+    from tests.servers.procs import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    settings.JWT_SESSION_RECHECK = 0.0
+    login = log_in(client)
+    assert login.status_code == 503
+    assert login.json()["cid"] == login["X-Zato-CID"]
+    if token is not None:
+        assert client.get("/events", **bearer(token)).status_code == 503
+    frontend = basic_auth(name="frontend-app", username="frontend-app", password="fe-secret")
+    make_channel("/frontend/token", "zato.security.jwt.create-token", security=frontend, method="POST")
+    made = client.post("/frontend/token", json.dumps({"definition": "browsers"}), content_type="application/json",
+                       HTTP_AUTHORIZATION=basic_header("frontend-app", "fe-secret"))
+    assert made.status_code == 503
