@@ -329,20 +329,26 @@ def cpu_busy(seconds: float = 1.0) -> float:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _group_cpu(pgid: int) -> float:
-    """CPU seconds used so far by the live processes of a process group (a server and its workers)."""
+def processes_cpu(match: Any) -> float:
+    """CPU seconds used so far by the live processes for which ``match(command, pgrp)`` is true."""
     total = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+                head, _, rest = stat.read().rpartition(")")
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # fields after the command: state, ppid, pgrp, ... utime(11), stime(12)
+        fields = rest.split()  # after the command: state, ppid, pgrp, ... utime(11), stime(12)
+        if match(head.split("(", 1)[-1], int(fields[2])):
             total += int(fields[11]) + int(fields[12])
     return total / _TICK
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds used so far by the live processes of a process group (a server and its workers)."""
+    return processes_cpu(lambda _command, pgrp: pgrp == pgid)
 
 
 class CPUAccount:
@@ -358,7 +364,7 @@ class CPUAccount:
     def _ours(self) -> float:
         me = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime + _group_cpu(self.pgid)
+        return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime + group_cpu(self.pgid)
 
     def start(self) -> None:
         busy, total = _cpu_times()

@@ -169,19 +169,7 @@ def check(port: int, right: dict[str, dict[str, str]], wrong: dict[str, dict[str
 
 def _redis_cpu() -> float:
     """CPU seconds used so far by redis-server processes on this machine (they serve the JWT sessions)."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                head, _, rest = stat.read().rpartition(")")
-        except OSError:
-            continue
-        if head.split("(", 1)[-1].startswith("redis-server"):
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return common.processes_cpu(lambda command, _pgrp: command.startswith("redis-server"))
 
 
 def main() -> int:
@@ -228,9 +216,9 @@ def main() -> int:
                 for connections in CONNECTIONS:
                     for _ in range(SLICES):
                         for key, _, path in CHANNELS:
-                            cpu0 = common._group_cpu(server.proc.pid)
+                            cpu0 = common.group_cpu(server.proc.pid)
                             one = wrk(binary, port, path, right[key], connections, slice_s)
-                            one["server_cpu"] = common._group_cpu(server.proc.pid) - cpu0
+                            one["server_cpu"] = common.group_cpu(server.proc.pid) - cpu0
                             slices.setdefault((key, connections), []).append(one)
                             if not server.alive():
                                 raise SystemExit(f"the server died; see {server.log_path}")
