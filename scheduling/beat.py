@@ -1,0 +1,178 @@
+"""The beat scheduler: django-celery-beat's DatabaseScheduler, timed by the jobs' own plans.
+
+django-celery-beat keeps the rows and notices changes (``PeriodicTasks.last_update``,
+checked every tick; ``CELERY_BEAT_MAX_LOOP_INTERVAL`` bounds a tick at 1 s), but its
+interval schedules drift with dispatch time and its crontabs have their own DST rules.
+So for Switchboard jobs the *when* comes from ``scheduling.plans``:
+
+* each due run is sent with its planned instant (``scheduled_for``), which the worker
+  records as a unique (job, time) — a run is never executed twice, even when the beat
+  restarts or the broker redelivers;
+* missed runs are not caught up: when the beat starts, and whenever it falls behind
+  by more than ``SCHEDULER_MISFIRE_GRACE`` seconds, a recurring job goes on at its next
+  future time; a one-time job whose time passed more than that long ago is recorded as
+  missed and made inactive (less than that, it runs late);
+* only one beat runs: it holds a PostgreSQL advisory lock (a file lock on SQLite) for
+  its lifetime, and a second one refuses to start with a message saying why.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery import schedules
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
+
+from scheduling.jobs import TASK_NAME, set_active
+from scheduling.models import Job, JobRun
+
+logger = logging.getLogger(__name__)
+NEVER = 365 * 24 * 3600.0
+_LOCK_KEY = 0x5357_4254  # "SWBT": the advisory lock id the beat holds
+
+
+def misfire_grace() -> timedelta:
+    return timedelta(seconds=settings.SCHEDULER_MISFIRE_GRACE)
+
+
+class JobEntry(ModelEntry):
+    """A beat entry; for Switchboard jobs, due times come from the job's plan."""
+
+    job: Job | None = None
+    anchor: datetime | None = None  # the last planned instant dealt with (sent or skipped)
+    due_at: datetime | None = None  # the planned instant this entry is due for
+
+    def is_due(self) -> schedules.schedstate:
+        if self.job is None:
+            return super().is_due()
+        now = datetime.now(UTC)
+        plan = self.job.plan()
+        if self.anchor is None:
+            self.anchor = now
+        upcoming = plan.next_after(self.anchor)
+        if upcoming is not None and now - upcoming > misfire_grace():
+            # Fell behind (a stalled beat): skip what is too old, go on at the next time.
+            logger.warning("Job %s: runs up to %s missed; not catching up", self.job.name, now)
+            self.anchor = now
+            upcoming = plan.next_after(self.anchor)
+        if upcoming is None:
+            return schedules.schedstate(False, NEVER)
+        if upcoming > now:
+            return schedules.schedstate(False, (upcoming - now).total_seconds())
+        self.due_at = upcoming
+        following = plan.next_after(upcoming)
+        return schedules.schedstate(True, (following - now).total_seconds() if following else NEVER)
+
+    def __next__(self) -> JobEntry:
+        entry = super().__next__()
+        entry.job, entry.anchor = self.job, self.due_at or self.anchor
+        return entry
+
+
+class JobScheduler(DatabaseScheduler):
+    """``CELERY_BEAT_SCHEDULER``: one per deployment, enforced by a lock."""
+
+    Entry = JobEntry
+    _lock_holder: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._take_lock()
+        super().__init__(*args, **kwargs)
+
+    def enabled_models_qs(self) -> Any:
+        # Every enabled task: django-celery-beat's time-window filter would hide one-time
+        # jobs more than 5 minutes ahead until its next full sync.
+        return self.Model.objects.enabled()
+
+    def all_as_schedule(self) -> dict[str, Any]:
+        entries = super().all_as_schedule()
+        ours = {entry.model.pk: entry for entry in entries.values() if entry.task == TASK_NAME}
+        if not ours:
+            return entries
+        found = Job.objects.select_related("service").filter(periodic_task_id__in=list(ours))
+        for job in found:
+            entry = ours.pop(job.periodic_task_id)
+            entry.job = job
+            entry.anchor = self._anchor_for(job)
+        for orphan in ours.values():  # a task whose job is gone: never send it
+            entries.pop(orphan.name, None)
+        return entries
+
+    def _anchor_for(self, job: Job) -> datetime:
+        """Where a job's plan is read from when (re)loaded: now, so nothing missed is caught up.
+
+        Two exceptions: a reload for an unrelated change keeps the entry's place, and a
+        one-time job whose time passed less than the grace period ago still runs (late).
+        """
+        now = datetime.now(UTC)
+        previous = (self._schedule or {}).get(job.periodic_task.name)
+        if (isinstance(previous, JobEntry) and previous.job is not None and previous.anchor is not None
+                and previous.job.plan() == job.plan()):
+            return previous.anchor
+        if job.job_type == Job.JobType.ONE_TIME and job.start_date <= now:
+            if now - job.start_date > misfire_grace():
+                _mark_missed(job)
+            else:
+                return job.start_date - timedelta(microseconds=1)
+        return now
+
+    def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
+        if not isinstance(entry, JobEntry) or entry.job is None or entry.due_at is None:
+            return super().apply_async(entry, producer, advance, **kwargs)
+        original = entry.kwargs
+        entry.kwargs = {**original, "scheduled_for": entry.due_at.isoformat()}
+        try:
+            return super().apply_async(entry, producer, advance, **kwargs)
+        finally:
+            entry.kwargs = original
+
+    # --- One beat only ----------------------------------------------------------------------------
+
+    def _take_lock(self) -> None:
+        if JobScheduler._lock_holder is not None:
+            return
+        database = settings.DATABASES["default"]
+        if "postgresql" in database["ENGINE"]:
+            holder = connections.create_connection("default")  # its own connection, kept for life
+            holder.ensure_connection()
+            with holder.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_KEY])
+                locked = cursor.fetchone()[0]
+            where = f"PostgreSQL advisory lock {_LOCK_KEY} on {database.get('NAME')}"
+        else:
+            path = settings.VAR_DIR / "beat.lock"
+            holder = open(path, "a+")  # noqa: SIM115 - held open for the life of the process
+            try:
+                fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+            except BlockingIOError:
+                locked = False
+            where = f"lock file {path}"
+        if not locked:
+            message = (f"Another Celery beat is already running for this deployment ({where} is held). "
+                       "Only one beat may run; stop the other one first.")
+            logger.error(message)
+            sys.stderr.write(message + "\n")
+            raise SystemExit(2)
+        JobScheduler._lock_holder = holder
+
+
+def _mark_missed(job: Job) -> None:
+    """A one-time job whose time passed while no beat ran: recorded as missed, made inactive."""
+    with transaction.atomic():
+        current = Job.objects.select_for_update().filter(pk=job.pk, is_active=True).first()
+        if current is None:
+            return
+        already = JobRun.objects.filter(job=current, scheduled_for=current.start_date, manual=False).exists()
+        if not already:
+            JobRun.objects.create(job=current, scheduled_for=current.start_date, status=JobRun.Status.MISSED,
+                                  finished=timezone.now(), error="The platform was not running at the planned time")
+        set_active(current, False)
+    logger.warning("One-time job %s planned for %s was missed and is now inactive", job.name, job.start_date)
