@@ -9,6 +9,11 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchboard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) VAR_DIR=$(CURDIR)/var/test
 PYTEST_WORKERS ?= 2
+# Browser tests drive Debian's Chromium; `make test` installs the package when it is missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Local development starts without the TOTP step; production (the setting's default) requires it.
+ADMIN_REQUIRE_TOTP ?= false
 
 .PHONY: help venv run test lint fmt bench clean
 
@@ -25,10 +30,15 @@ venv: $(STAMP) ## create .venv and install the pinned requirements
 run: venv ## migrate, create admin and demos, start web + worker + beat on http://127.0.0.1:$${PORT:-8000}
 	$(PY) manage.py createdb
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py bootstrap
-	exec $(PY) manage.py serve
+	ADMIN_REQUIRE_TOTP=$(ADMIN_REQUIRE_TOTP) $(PY) manage.py bootstrap
+	ADMIN_REQUIRE_TOTP=$(ADMIN_REQUIRE_TOTP) exec $(PY) manage.py serve
 
-test: venv ## ruff, Django checks, migrations check and the whole test suite (PostgreSQL + Redis)
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium \
+	  || (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get update \
+	      && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+test: venv $(CHROMIUM) ## ruff, Django checks, migrations check and the whole test suite (PostgreSQL + Redis)
 	$(VENV)/bin/ruff check .
 	$(TEST_ENV) $(PY) manage.py createdb
 	$(TEST_ENV) $(PY) manage.py check

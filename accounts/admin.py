@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -20,13 +21,18 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.models import ApiKey, BasicAuth, JWTDefinition, TechAccount
+from integration.admin_base import ListingMixin, count_of
+from integration.models import RestChannel
 
 
 class ChangePasswordForm(forms.Form):
     password1 = forms.CharField(label="New password", strip=False, max_length=1024,
-                                widget=forms.PasswordInput(render_value=False))
+                                widget=forms.PasswordInput(render_value=False),
+                                help_text="Replaces the current password at once; callers still sending the old "
+                                "one are refused from then on. Only a keyed hash of it is stored.")
     password2 = forms.CharField(label="New password (again)", strip=False, max_length=1024,
-                                widget=forms.PasswordInput(render_value=False))
+                                widget=forms.PasswordInput(render_value=False),
+                                help_text="The same password again, to catch a typing mistake.")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -44,14 +50,63 @@ def _initial_password_field() -> forms.CharField:
     )
 
 
-class PasswordDefinitionAdmin(admin.ModelAdmin):
-    """Shared by the types with a verify-only password: set on add, changed on its own page."""
+class DefinitionAdmin(ListingMixin):
+    """What every security definition's listing shows: how many REST channels use it."""
 
     list_filter = ["is_active"]
-    list_per_page = 50
-    show_full_result_count = False
-    readonly_fields = ["password_status"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).annotate(channel_count=count_of(RestChannel, "security"))
+
+    @admin.display(description="REST channels", ordering="channel_count")
+    def channel_count(self, obj: Any) -> int:
+        return obj.channel_count
+
+
+class ChangeSecretMixin(DefinitionAdmin):
+    """A "Change password" page (``<pk>/password/``): the new secret typed twice, never shown back."""
+
     change_password_template = "admin/accounts/change_password.html"  # noqa: S105 (a template path)
+
+    def get_urls(self) -> list[Any]:
+        info = self.model._meta.app_label, self.model._meta.model_name
+        extra = [path("<int:pk>/password/", self.admin_site.admin_view(self.change_password_view),
+                      name="{}_{}_password".format(*info))]
+        return extra + super().get_urls()
+
+    def change_password_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        obj = get_object_or_404(self.model, pk=pk)
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        form = ChangePasswordForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                self.apply_password(obj, form.cleaned_data["password1"])
+            except ValidationError as exc:
+                form.add_error(None, exc.messages)
+        if request.method == "POST" and form.is_valid():
+            obj.save()
+            self.log_change(request, obj, [{"changed": {"fields": ["password"]}}])
+            messages.success(request, f"The password of “{obj.name}” was changed.")
+            return HttpResponseRedirect(reverse(
+                f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Change password: {obj.name}",
+            "form": form,
+            "original": obj,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, self.change_password_template, context)
+
+    def apply_password(self, obj: Any, password: str) -> None:
+        obj.set_password(password)
+
+
+class PasswordDefinitionAdmin(ChangeSecretMixin):
+    """Shared by the types with a verify-only password: set on add, changed on its own page."""
+
+    readonly_fields = ["password_status"]
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:  # the add form takes an optional first password
@@ -75,67 +130,34 @@ class PasswordDefinitionAdmin(admin.ModelAdmin):
             obj.set_password(form.cleaned_data["initial_password"])
         super().save_model(request, obj, form, change)
 
-    def get_urls(self) -> list[Any]:
-        info = self.model._meta.app_label, self.model._meta.model_name
-        extra = [path("<int:pk>/password/", self.admin_site.admin_view(self.change_password_view),
-                      name="{}_{}_password".format(*info))]
-        return extra + super().get_urls()
-
-    def change_password_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        obj = get_object_or_404(self.model, pk=pk)
-        if not self.has_change_permission(request, obj):
-            raise PermissionDenied
-        form = ChangePasswordForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            self.apply_password(obj, form.cleaned_data["password1"])
-            obj.save()
-            self.log_change(request, obj, [{"changed": {"fields": ["password"]}}])
-            messages.success(request, f"The password of “{obj.name}” was changed.")
-            return HttpResponseRedirect(reverse(
-                f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Change password: {obj.name}",
-            "form": form,
-            "original": obj,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, self.change_password_template, context)
-
-    def apply_password(self, obj: Any, password: str) -> None:
-        obj.set_password(password)
-
 
 @admin.register(BasicAuth)
 class BasicAuthAdmin(PasswordDefinitionAdmin):
     fields = ["name", "is_active", "username", "realm"]
-    list_display = ["name", "username", "realm", "is_active", "updated"]
-    search_fields = ["name", "username"]
+    list_display = ["name", "username", "realm", "is_active", "channel_count", "updated"]
+    search_fields = ["name", "username", "realm"]
 
 
 @admin.register(TechAccount)
 class TechAccountAdmin(PasswordDefinitionAdmin):
     fields = ["name", "is_active"]
-    list_display = ["name", "is_active", "updated"]
+    list_display = ["name", "is_active", "channel_count", "updated"]
     search_fields = ["name"]
 
 
 @admin.register(JWTDefinition)
 class JWTDefinitionAdmin(PasswordDefinitionAdmin):
     fields = ["name", "is_active", "username", "ttl"]
-    list_display = ["name", "username", "ttl", "is_active", "updated"]
+    list_display = ["name", "username", "ttl", "is_active", "channel_count", "updated"]
     search_fields = ["name", "username"]
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ChangeSecretMixin):
     fields = ["name", "is_active", "header", "key_prefix"]
     readonly_fields = ["key_prefix"]
-    list_display = ["name", "header", "key_prefix", "is_active", "updated"]
-    list_filter = ["is_active"]
-    search_fields = ["name", "key_prefix"]
-    list_per_page = 50
-    show_full_result_count = False
+    list_display = ["name", "header", "key_prefix", "is_active", "channel_count", "updated"]
+    search_fields = ["name", "key_prefix", "header"]
     change_form_template = "admin/accounts/apikey/change_form.html"
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
@@ -150,6 +172,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
         extra = [path("<int:pk>/regenerate-key/", self.admin_site.admin_view(self.regenerate_view),
                       name="accounts_apikey_regenerate")]
         return extra + super().get_urls()
+
+    def apply_password(self, obj: Any, password: str) -> None:
+        obj.set_key(password)  # a given key (e.g. one brought from Zato), at least 24 characters
 
     def regenerate_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         obj = get_object_or_404(ApiKey, pk=pk)
@@ -173,3 +198,4 @@ class ApiKeyAdmin(admin.ModelAdmin):
         response = TemplateResponse(request, "admin/accounts/apikey/key_created.html", context)
         response["Cache-Control"] = "no-store"
         return response
+from accounts import admin_totp  # noqa: E402,F401 - login audit and TOTP admin

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class AccountsConfig(AppConfig):
@@ -8,3 +9,10 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import schema  # noqa: F401 - registers the OpenAPI authentication extension
+
+
+class SwitchboardAdminConfig(admin_apps.AdminConfig):
+    """``django.contrib.admin`` with ``accounts.admin_site.AdminSite`` as the default site."""
+
+    default = False  # named in INSTALLED_APPS; accounts' own config stays AccountsConfig
+    default_site = "accounts.admin_site.AdminSite"

@@ -4,17 +4,24 @@
 is a subclass in its own table (multi-table inheritance), so a channel's ``security`` is
 one foreign key whatever the type, and names are unique across types, which lets the
 management API refer to a definition by name alone.
+
+Admin logins have their models at the end: ``TOTPDevice`` (the second factor) and
+``LoginAttempt`` (the audit list that throttling counts).
 """
 
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
+from django_otp.models import Device
 
-from accounts import crypto
+from accounts import crypto, totp
 from integration.signals import config_model
 
 
@@ -31,12 +38,14 @@ class SecurityDefinition(models.Model):
         VAULT = "vault_conn_sec", "Vault"
 
     name = models.CharField(max_length=200, unique=True, help_text="Unique across all security definition types.")
-    sec_type = models.CharField(max_length=30, choices=SecType.choices, editable=False)
+    sec_type = models.CharField(
+        max_length=30, choices=SecType.choices, editable=False, help_text="The kind of definition; set by its type."
+    )
     is_active = models.BooleanField(
         default=True, help_text="Inactive definitions reject every caller of the channels that use them."
     )
-    created = models.DateTimeField(auto_now_add=True)
-    updated = models.DateTimeField(auto_now=True)
+    created = models.DateTimeField(auto_now_add=True, help_text="When the definition was created.")
+    updated = models.DateTimeField(auto_now=True, help_text="When the definition was last changed.")
 
     class Meta:
         ordering = ["name"]
@@ -101,7 +110,9 @@ class BasicAuth(PasswordMixin, SecurityDefinition):
 class TechAccount(PasswordMixin, SecurityDefinition):
     """A technical account: the name is the username; callers send X-Zato-User and X-Zato-Password."""
 
-    password_hash = models.CharField(max_length=200, editable=False)
+    password_hash = models.CharField(
+        max_length=200, editable=False, help_text="A keyed hash of the password; the password itself is never stored."
+    )
 
     class Meta:
         verbose_name = "technical account"
@@ -126,7 +137,9 @@ class ApiKey(SecurityDefinition):
                               help_text="The HTTP header callers send the key in.")
     key_prefix = models.CharField(max_length=API_KEY_PREFIX_LENGTH, editable=False, db_index=True,
                                   help_text="The key's first characters, to tell keys apart; not a secret.")
-    key_hash = models.CharField(max_length=200, editable=False)
+    key_hash = models.CharField(
+        max_length=200, editable=False, help_text="A keyed hash of the key; the key itself is never stored."
+    )
 
     class Meta:
         verbose_name = "API key"
@@ -159,7 +172,9 @@ class JWTDefinition(PasswordMixin, SecurityDefinition):
 
     username = models.CharField(max_length=200, unique=True,
                                 help_text="What applications send to /zato/jwt/log-in; unique among JWT definitions.")
-    password_hash = models.CharField(max_length=200, editable=False)
+    password_hash = models.CharField(
+        max_length=200, editable=False, help_text="A keyed hash of the password; the password itself is never stored."
+    )
     ttl = models.PositiveIntegerField(
         default=3600, validators=[MinValueValidator(1)],
         help_text="Seconds a token stays valid after its last use (sliding expiry).",
@@ -181,13 +196,157 @@ class JWTSession(models.Model):
     expiry is server-side, extended on every use and shared by every process.
     """
 
-    sid = models.CharField(max_length=32, primary_key=True)
-    definition = models.ForeignKey(JWTDefinition, on_delete=models.CASCADE, related_name="sessions")
-    expires_at = models.FloatField(db_index=True, help_text="Unix time.")
-    created = models.DateTimeField(auto_now_add=True)
+    sid = models.CharField(max_length=32, primary_key=True, help_text="The session id carried inside the token.")
+    definition = models.ForeignKey(
+        JWTDefinition, on_delete=models.CASCADE, related_name="sessions",
+        help_text="The JWT definition the token was issued for.",
+    )
+    expires_at = models.FloatField(
+        db_index=True, help_text="Unix time the session ends unless used again (each use extends it)."
+    )
+    created = models.DateTimeField(auto_now_add=True, help_text="When the token was issued.")
 
     class Meta:
         verbose_name = "JWT session"
 
     def __str__(self) -> str:
         return f"JWT session {self.sid[:8]}..."
+
+
+class TOTPDevice(Device):
+    """A TOTP authenticator app (Google Authenticator, Authy, FreeOTP) that a user logs in to the admin with.
+
+    RFC 6238 with the parameters every app understands: SHA1, 6 digits, 30-second steps. The key
+    is Fernet-encrypted at rest (``accounts.crypto``). A code is accepted at most once: the step it
+    belongs to is claimed by one conditional UPDATE, so two requests racing with the same code
+    cannot both win, whatever the number of processes.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="totp_devices",
+        help_text="The admin user who logs in with codes from this app.",
+    )
+    name = models.CharField(
+        max_length=64, default="Authenticator app",
+        help_text="A label to tell this user's devices apart; not shown at login.",
+    )
+    confirmed = models.BooleanField(
+        default=True,
+        help_text="Only confirmed devices are accepted at login. A key being enrolled on the "
+                  "Two-factor authentication page stays unconfirmed until its first valid code.",
+    )
+    encrypted_key = models.TextField(
+        editable=False, help_text="The shared secret, encrypted with FERNET_KEYS; never shown again.",
+    )
+    last_t = models.BigIntegerField(
+        default=-1, editable=False,
+        help_text="Time step (Unix time / 30) of the last accepted code: codes from that step or "
+                  "earlier are refused, so each code works once.",
+    )
+    created = models.DateTimeField(auto_now_add=True, help_text="When this key was set.")
+
+    class Meta:
+        verbose_name = "TOTP device"
+        ordering = ["user_id", "-created"]
+
+    @property
+    def key(self) -> bytes:
+        """The shared secret, decrypted (raises ``ValueError`` when FERNET_KEYS cannot decrypt it)."""
+        return totp.parse_base32(crypto.decrypt(self.encrypted_key), min_bytes=1)
+
+    def set_key(self, key: bytes) -> None:
+        self.encrypted_key = crypto.encrypt(totp.key_to_base32(key))
+
+    def check_code(self, code: str, at: float | None = None) -> totp.Verdict:
+        """Check ``code`` and consume it: the verdict says why a code was refused, for the audit list.
+
+        At most one step of clock drift either way is accepted. The winning step is claimed with
+        ``UPDATE ... WHERE pk = X AND last_t < step``: the database serialises racing requests on
+        the row, and only the one whose UPDATE changes it (rowcount 1) is accepted.
+        """
+        normalised = totp.normalise_code(code)
+        if normalised is None:
+            return totp.Verdict.MALFORMED
+        step = totp.matching_step(self.key, normalised, totp.clock() if at is None else at)
+        if step is None:
+            return totp.Verdict.WRONG
+        claimed = type(self).objects.filter(pk=self.pk, last_t__lt=step).update(last_t=step)
+        if claimed != 1:
+            return totp.Verdict.REPLAYED
+        self.last_t = step
+        return totp.Verdict.ACCEPTED
+
+    def verify_token(self, token: object) -> bool:
+        """django-otp's interface (used by its forms and ``django_otp.verify_token``)."""
+        return self.check_code(str(token)) is totp.Verdict.ACCEPTED
+
+    @property
+    def last_used(self) -> datetime | None:
+        """Start of the time step of the last accepted code (None before the first one)."""
+        if self.last_t < 0:
+            return None
+        return datetime.fromtimestamp(self.last_t * totp.STEP, tz=UTC)
+
+
+class LoginAttempt(models.Model):
+    """One admin log-in attempt: the audit list, and what throttling counts (``accounts.throttle``).
+
+    Rows are written for every attempt, successful, failed or refused by throttling, at the step
+    where it ended. The reason says exactly why, even when the login page deliberately does not.
+    """
+
+    class Stage(models.TextChoices):
+        PASSWORD = "password", "Password"
+        TOTP = "totp", "TOTP code"
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        FAILURE = "failure", "Failure"
+        THROTTLED = "throttled", "Throttled"
+
+    USERNAME_LENGTH = 150
+    ADDRESS_LENGTH = 64
+    USER_AGENT_LENGTH = 300
+
+    when = models.DateTimeField(default=timezone.now, db_index=True, help_text="When the attempt was made.")
+    username = models.CharField(
+        max_length=USERNAME_LENGTH, blank=True,
+        help_text="The username as typed (cut to 150 characters); it may name no account.",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The account the username belongs to, when there is one.",
+    )
+    address = models.CharField(
+        max_length=ADDRESS_LENGTH, blank=True,
+        help_text="The client's IP address (the right-most X-Forwarded-For entry when "
+                  "TRUST_X_FORWARDED_FOR is on).",
+    )
+    user_agent = models.CharField(
+        max_length=USER_AGENT_LENGTH, blank=True, help_text="The browser's User-Agent header (cut to 300 characters).",
+    )
+    stage = models.CharField(
+        max_length=16, choices=Stage.choices,
+        help_text="How far the attempt got: the password check, or the TOTP code after a correct password.",
+    )
+    outcome = models.CharField(
+        max_length=16, choices=Outcome.choices,
+        help_text="Throttled attempts were refused before any check, after too many failures.",
+    )
+    reason = models.CharField(
+        max_length=100, blank=True,
+        help_text="Why it failed (wrong password, wrong code, replayed code, malformed code, "
+                  "no TOTP device, throttled); blank on success.",
+    )
+
+    class Meta:
+        verbose_name = "login attempt"
+        ordering = ["-when"]
+        indexes = [
+            # The throttle's queries: recent outcomes for one username, or for one address.
+            models.Index(fields=["username", "outcome", "when"], name="loginattempt_user_idx"),
+            models.Index(fields=["address", "outcome", "when"], name="loginattempt_addr_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_outcome_display()} login of {self.username!r} from {self.address}"

@@ -53,12 +53,15 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with Switchboard's site as the default one (TOTP, dashboard, page sizes):
+    # every app's admin registrations, third-party ones included, land on it.
+    "accounts.apps.SwitchboardAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
     "rest_framework",
     "drf_spectacular",
     "django_celery_beat",
@@ -79,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -157,7 +161,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's tables, timed by the jobs' own plans, one beat per deployment (scheduling/beat.py).
+CELERY_BEAT_SCHEDULER = "scheduling.beat:JobScheduler"
+# The longest the beat sleeps: how soon it notices new and edited jobs (django-celery-beat's default is 5 s).
+CELERY_BEAT_MAX_LOOP_INTERVAL = env_float("CELERY_BEAT_MAX_LOOP_INTERVAL", 1.0, minimum=0.1)
+# A run more than this many seconds overdue (a stalled beat) is skipped, not caught up.
+SCHEDULER_MISFIRE_GRACE = env_float("SCHEDULER_MISFIRE_GRACE", 30.0, minimum=1.0)
+# The Celery queue jobs and async invocations go to (deployments sharing one broker use their own).
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 
 # --- Internationalisation ----------------------------------------------------------------------
 
@@ -217,7 +228,9 @@ SPECTACULAR_SETTINGS = {
 # --- Switchboard ---------------------------------------------------------------------------------------
 
 # Services shipped with the platform, imported in every process.
-BUILTIN_SERVICE_MODULES = ["integration.builtin.core", "integration.builtin.demo", "accounts.services"]
+BUILTIN_SERVICE_MODULES = [
+    "integration.builtin.core", "integration.builtin.demo", "accounts.services", "scheduling.services",
+]
 # Python files dropped here are deployed in every process, with no restart.
 PICKUP_DIR = env_path("PICKUP_DIR", BASE_DIR / "pickup")
 PICKUP_WATCH = env_bool("PICKUP_WATCH", True)
@@ -225,12 +238,26 @@ PICKUP_WATCH = env_bool("PICKUP_WATCH", True)
 CONFIG_POLL_INTERVAL = env_float("CONFIG_POLL_INTERVAL", 0.25, minimum=0.05)
 # Whether server and worker processes run that poller (off only for special cases such as tests).
 CONFIG_POLLER = env_bool("CONFIG_POLLER", True)
+# Seconds between writes of each process's invocation statistics (the dashboard's data) to the database.
+METRICS_FLUSH_INTERVAL = env_float("METRICS_FLUSH_INTERVAL", 5.0, minimum=0.1)
+# Days of per-minute invocation statistics kept; older rows are deleted (checked once an hour).
+METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 7, minimum=1)
 # Largest request body a REST channel accepts; larger ones get 413.
 MAX_REQUEST_BODY = env_int("MAX_REQUEST_BODY", 10 * 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY
 # Fernet keys for secrets at rest, newest first (MultiFernet: older keys still decrypt).
 FERNET_KEYS = env_list("FERNET_KEYS")  # empty: accounts.crypto derives one key from SECRET_KEY
 ADMIN_PASSWORD = env_secret("ADMIN_PASSWORD")
+# Every admin page needs a verified TOTP code as well as the password (`make run` turns it off).
+ADMIN_REQUIRE_TOTP = env_bool("ADMIN_REQUIRE_TOTP", True)
+# Failed admin log-ins allowed per hour, per username and per client address (progressive delays
+# start after 3 failures in a row anyway; accounts/throttle.py).
+ADMIN_LOGIN_MAX_FAILURES_PER_HOUR = env_int("ADMIN_LOGIN_MAX_FAILURES_PER_HOUR", 100, minimum=1)
+# Admin listings of tables PostgreSQL estimates at more rows than this show the planner's estimate
+# ("about N") when unfiltered, instead of a COUNT(*) over the whole table (integration/admin_base.py).
+ADMIN_EXACT_COUNT_LIMIT = env_int("ADMIN_EXACT_COUNT_LIMIT", 20_000, minimum=0)
+# Behind a proxy that appends the client's address to X-Forwarded-For: throttle by its right-most entry.
+TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 # Where JWT sessions (sliding expiry, revocation) live: Redis when there is one, else the database.
 JWT_SESSION_STORE = env_str("JWT_SESSION_STORE", "redis" if REDIS_URL else "database")
 if JWT_SESSION_STORE not in {"redis", "database"}:

@@ -1,5 +1,8 @@
 """Admin for Vault connections. The token and the client key are set here and never shown back.
 
+Each connection has a Ping button (``connections.base.PingAdminMixin``) that asks Vault's
+health endpoint and shows the response time or the exact error.
+
 Both are write-only inputs: typing a value replaces the stored one, leaving the input
 empty keeps it, and a checkbox removes it. The page says only whether one is stored.
 """
@@ -12,6 +15,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
+from connections.base import PingAdminMixin
 from connections.models import VaultConnection
 
 
@@ -29,14 +33,20 @@ class VaultConnectionForm(forms.ModelForm):
         help_text="Switchboard's own Vault token, allowed to look up the tokens callers present. "
         "Type one to set it; leave empty to keep the stored one.",
     )
-    clear_token = forms.BooleanField(label="Remove the stored token", required=False)
+    clear_token = forms.BooleanField(
+        label="Remove the stored token", required=False,
+        help_text="Tick to delete the stored token; presented tokens then look themselves up (lookup-self).",
+    )
     new_tls_client_key = forms.CharField(
         label="TLS client key", required=False, strip=True, max_length=65536,
         widget=SecretTextarea(attrs={"rows": 4, "autocomplete": "off"}),
         help_text="PEM private key for the client certificate. Paste one to set it; leave empty to keep the "
         "stored one. It is stored encrypted and never shown again.",
     )
-    clear_tls_client_key = forms.BooleanField(label="Remove the stored client key", required=False)
+    clear_tls_client_key = forms.BooleanField(
+        label="Remove the stored client key", required=False,
+        help_text="Tick to delete the stored client key (remove the client certificate with it).",
+    )
 
     class Meta:
         model = VaultConnection
@@ -64,11 +74,11 @@ class VaultConnectionForm(forms.ModelForm):
 
 
 @admin.register(VaultConnection)
-class VaultConnectionAdmin(admin.ModelAdmin):
+class VaultConnectionAdmin(PingAdminMixin, admin.ModelAdmin):
     form = VaultConnectionForm
     list_display = ["name", "url", "default_auth_method", "service_name", "is_active", "updated"]
-    list_filter = ["is_active", "default_auth_method"]
-    search_fields = ["name", "url"]
+    list_filter = ["is_active", "default_auth_method", "tls_verify"]
+    search_fields = ["name", "url", "service_name"]
     list_per_page = 50
     show_full_result_count = False
     readonly_fields = ["token_status", "tls_client_key_status"]

@@ -10,6 +10,7 @@ Fernet-encrypted (``accounts.crypto``) in fields no form edits directly; ``set_t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -18,6 +19,9 @@ from django.db import models
 from accounts import crypto
 from accounts.models import SecurityDefinition
 from connections.vault import valid_mount_point
+
+if TYPE_CHECKING:
+    from connections.base import PingResult
 
 MAX_TIMEOUT = 300
 MAX_CACHE_TTL = 3600
@@ -119,6 +123,12 @@ class VaultConnection(SecurityDefinition):
     @property
     def has_tls_client_key(self) -> bool:
         return bool(self.tls_client_key_encrypted)
+
+    def ping(self) -> PingResult:
+        """Ask Vault's health endpoint with this connection's settings (``connections.base.Pingable``)."""
+        from connections import vault
+
+        return vault.ping(self)
 
     def set_token(self, token: str) -> None:
         """Store Switchboard's own Vault token (encrypted); an empty string removes it."""

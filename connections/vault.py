@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import tempfile
 import threading
 import time
@@ -53,6 +54,7 @@ import requests
 from django.conf import settings
 
 from accounts import crypto
+from connections.base import PingResult
 
 if TYPE_CHECKING:
     from connections.models import VaultConnection
@@ -357,6 +359,32 @@ class VaultGate:
             values[wsgi_key] = value
         return method, values
 
+    # --- Ping -----------------------------------------------------------------------------------
+
+    def ping(self) -> PingResult:
+        """Ask Vault's health endpoint (GET /v1/sys/health) through this gate's client; never raises."""
+        if self.broken:
+            return PingResult(False, 0.0, self.broken)
+        started = time.perf_counter()
+        try:
+            answer = self.client.sys.read_health_status(method="GET")
+        except Exception as exc:
+            return PingResult(False, (time.perf_counter() - started) * 1000, self._transport_error(exc))
+        ms = (time.perf_counter() - started) * 1000
+        ok, info = _health(self.url, answer)
+        return PingResult(ok, ms, info)
+
+    def _transport_error(self, exc: Exception) -> str:
+        """Why Vault could not be asked at all, as precisely as the exception says without quoting headers."""
+        if isinstance(exc, requests.exceptions.Timeout):
+            return f"Vault at {self.url} did not answer within {self.timeout:g} s"
+        if isinstance(exc, requests.exceptions.SSLError):
+            return f"TLS with Vault at {self.url} failed: {_os_reason(exc) or 'certificate or key rejected'}"
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return f"cannot connect to Vault at {self.url}: {_os_reason(exc) or 'connection failed'}"
+        # Only the type: the text of some (requests' InvalidHeader, say) quotes header values.
+        return f"asking Vault at {self.url} failed ({type(exc).__name__})"
+
     # --- Asking Vault ----------------------------------------------------------------------------
 
     def _ask_vault(self, credentials: Credentials) -> VaultLogin:
@@ -435,6 +463,84 @@ class VaultGate:
         material = json.dumps([self.name, credentials.method, credentials.mount_point, credentials.username,
                                credentials.secret])
         return hmac.new(self._cache_secret, material.encode(), hashlib.sha256).hexdigest()
+
+
+# --- Ping ------------------------------------------------------------------------------------------
+
+# Vault's documented /v1/sys/health answers besides 200 (initialized, unsealed, active). A
+# standby answers too, forwarding requests to the active node, so it counts as reachable.
+_HEALTH_CODES = {
+    429: (True, "unsealed standby node (requests are forwarded to the active node)"),
+    472: (False, "a disaster-recovery secondary, which does not serve requests"),
+    473: (True, "a performance standby node"),
+    501: (False, "not initialized"),
+    503: (False, "sealed"),
+    530: (False, "removed from its cluster"),
+}
+
+
+def ping(definition: VaultConnection) -> PingResult:
+    """Ping the Vault a connection points at, with its URL, timeout, token and TLS settings."""
+    return VaultGate.from_definition(definition).ping()
+
+
+def _health(url: str, answer: Any) -> tuple[bool, str]:
+    """Read hvac's answer: a dict for a 200 with JSON, else the ``requests.Response``."""
+    if isinstance(answer, dict):
+        if answer.get("sealed") is True or answer.get("initialized") is False:
+            return False, f"Vault at {url} answered 200 but reports sealed={answer.get('sealed')}, " \
+                          f"initialized={answer.get('initialized')}"
+        return True, _describe(answer, "initialized, unsealed, active")
+    status = getattr(answer, "status_code", None)
+    body = _json_body(answer)
+    if status in _HEALTH_CODES:
+        ok, state = _HEALTH_CODES[status]
+        if ok:
+            return True, _describe(body, state)
+        version = f" {body['version']}" if isinstance(body.get("version"), str) else ""
+        return False, f"Vault{version} at {url} is {state} (HTTP {status})"
+    if status == 200:
+        return False, f"{url} answered /v1/sys/health without Vault's JSON: is it a Vault server?"
+    errors = body.get("errors") if isinstance(body.get("errors"), list) else []
+    detail = (": " + "; ".join(str(item) for item in errors)[:200]) if errors else ""
+    return False, f"Vault at {url} answered HTTP {status} to /v1/sys/health{detail}"
+
+
+def _describe(body: dict[str, Any], state: str) -> str:
+    version = body.get("version")
+    cluster = body.get("cluster_name")
+    text = f"Vault {version}, {state}" if isinstance(version, str) else f"Vault {state}"
+    return f"{text}, cluster {cluster}" if isinstance(cluster, str) and cluster else text
+
+
+def _json_body(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except (ValueError, AttributeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The innermost socket or TLS reason behind a requests error: 'Connection refused', 'certificate verify
+    failed: self-signed certificate', 'Name or service not known'."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    reason = ""
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError) and current.verify_message:
+            return f"certificate verify failed: {current.verify_message}"
+        if isinstance(current, ssl.SSLError) and current.reason:
+            reason = str(current.reason).replace("_", " ").lower()
+        elif isinstance(current, OSError) and current.strerror and not reason:
+            reason = current.strerror
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+    return reason
 
 
 # --- Helpers ---------------------------------------------------------------------------------------

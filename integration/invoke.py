@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from integration import metrics
 from integration import snapshot as snapshots
 from integration.errors import InternalError, MethodNotAllowed, ServiceNotFound, SwitchboardError
 from integration.registry import ServiceInfo
@@ -52,31 +51,6 @@ class Result:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
     duration_ms: float = 0.0
-
-
-class _Stats:
-    """Per-process invocation counters (count, errors, total time) for metrics."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.by_service: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
-
-    def record(self, name: str, duration_ms: float, failed: bool) -> None:
-        with self._lock:
-            entry = self.by_service[name]
-            entry[0] += 1
-            entry[1] += failed
-            entry[2] += duration_ms
-
-    def snapshot(self) -> dict[str, dict[str, float]]:
-        with self._lock:
-            return {
-                name: {"count": count, "errors": errors, "total_ms": total}
-                for name, (count, errors, total) in self.by_service.items()
-            }
-
-
-stats = _Stats()
 
 
 def build_input(info: ServiceInfo, payload: Any, params: dict[str, Any] | None) -> Any:
@@ -148,7 +122,7 @@ class Invoker:
             raise InternalError() from None
         finally:
             duration = (time.perf_counter() - started) * 1000
-            stats.record(info.name, duration, failed)
+            metrics.recorder.record(info.name, duration, failed)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("[%s] %s via %s in %.2f ms", self.cid, info.name, channel.type, duration)
 

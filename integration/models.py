@@ -26,8 +26,10 @@ _ACCEPT = re.compile(r"^[A-Za-z0-9*!#$&^_.+-]+/[A-Za-z0-9*!#$&^_.+-]+$|^\*$")
 class ConfigVersion(models.Model):
     """A single row counting configuration changes; processes rebuild their snapshot when it moves."""
 
-    version = models.BigIntegerField(default=0)
-    changed_at = models.DateTimeField(default=timezone.now)
+    version = models.BigIntegerField(
+        default=0, help_text="Goes up by one with every configuration change; processes compare it with their own."
+    )
+    changed_at = models.DateTimeField(default=timezone.now, help_text="When the configuration last changed.")
 
     class Meta:
         verbose_name = "configuration version"
@@ -72,13 +74,20 @@ class ServiceModule(models.Model):
         max_length=200, unique=True, help_text="Python module name, taken from the file name (my_api.py -> my_api)."
     )
     filename = models.CharField(max_length=500, blank=True, help_text="Where the source came from.")
-    origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.PICKUP)
+    origin = models.CharField(
+        max_length=20, choices=Origin.choices, default=Origin.PICKUP, help_text="How the module was last deployed."
+    )
     source = models.TextField(blank=True, help_text="The deployed source code, run by every process.")
-    source_hash = models.CharField(max_length=64, blank=True, db_index=True)
-    deployed_at = models.DateTimeField(null=True, blank=True)
+    source_hash = models.CharField(
+        max_length=64, blank=True, db_index=True,
+        help_text="SHA-256 of the deployed source; uploading the same source again changes nothing.",
+    )
+    deployed_at = models.DateTimeField(null=True, blank=True, help_text="When this source was deployed.")
     last_error = models.TextField(blank=True, help_text="Why the most recent upload was rejected, if it was.")
-    last_error_at = models.DateTimeField(null=True, blank=True)
-    rejected_hash = models.CharField(max_length=64, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True, help_text="When the most recent upload was rejected.")
+    rejected_hash = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the rejected source, so the same broken file is not retried."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -92,9 +101,12 @@ class DeployedService(models.Model):
     """A service found in a deployed module; channels and jobs point here."""
 
     name = models.CharField(max_length=200, unique=True, help_text="The name channels and invokers use.")
-    module = models.ForeignKey(ServiceModule, on_delete=models.CASCADE, related_name="services")
-    class_name = models.CharField(max_length=200)
-    deployed_at = models.DateTimeField(default=timezone.now)
+    module = models.ForeignKey(
+        ServiceModule, on_delete=models.CASCADE, related_name="services",
+        help_text="The module the service's code lives in; redeploying the module updates the service.",
+    )
+    class_name = models.CharField(max_length=200, help_text="The Python class implementing the service.")
+    deployed_at = models.DateTimeField(default=timezone.now, help_text="When the service's code was last deployed.")
 
     class Meta:
         ordering = ["name"]
@@ -126,7 +138,8 @@ class RestChannel(models.Model):
         max_length=10,
         blank=True,
         choices=[(verb, verb) for verb in HTTP_VERBS],
-        help_text="HTTP method this channel answers; blank = any (the service's handle_<METHOD> is then used).",
+        help_text="HTTP method this channel answers. Blank: any method, and the service's handle_GET, "
+        "handle_POST and so on is called to match the request's method.",
     )
     accept = models.CharField(
         max_length=200,
@@ -156,8 +169,8 @@ class RestChannel(models.Model):
         default=True,
         help_text="Merge path and query parameters into the service's input (query parameters win over path ones).",
     )
-    created = models.DateTimeField(auto_now_add=True)
-    updated = models.DateTimeField(auto_now=True)
+    created = models.DateTimeField(auto_now_add=True, help_text="When the channel was created.")
+    updated = models.DateTimeField(auto_now=True, help_text="When the channel was last changed.")
 
     class Meta:
         ordering = ["name"]
@@ -221,3 +234,41 @@ def reserved_prefix(path: str) -> str | None:
 
 def _split_accept(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _latency_bucket() -> models.BigIntegerField:
+    return models.BigIntegerField(default=0)
+
+
+class InvocationStat(models.Model):
+    """Invocations of one service in one minute, summed over every process (``integration.metrics``).
+
+    Each process adds what it recorded to this row every ``METRICS_FLUSH_INTERVAL`` seconds;
+    the dashboard aggregates rows over its range. ``slot`` (minutes since the epoch) is the
+    key: an integer divides into 15-minute or hourly bins in SQL on every database, which a
+    timestamp does not. ``b00`` ... ``b21`` are the latency histogram, one column per bucket
+    of ``metrics.BOUNDS_MS``, so that SQL can sum them over any range.
+    """
+
+    slot = models.BigIntegerField(help_text="Minutes since 1970-01-01 UTC: the minute this row counts.")
+    minute = models.DateTimeField(help_text="The same minute as a date and time (UTC), for people.")
+    service = models.CharField(max_length=200, help_text="The invoked service's name.")
+    count = models.BigIntegerField(default=0, help_text="Invocations in this minute.")
+    errors = models.BigIntegerField(
+        default=0, help_text="Invocations that failed: an exception, or a response status of 500 or more."
+    )
+    total_ms = models.FloatField(default=0.0, help_text="Sum of the invocations' times, in milliseconds.")
+    max_ms = models.FloatField(default=0.0, help_text="The longest invocation, in milliseconds.")
+    # The latency histogram; bucket i counts times up to metrics.BOUNDS_MS[i], b21 those above 10 s.
+    (b00, b01, b02, b03, b04, b05, b06, b07, b08, b09, b10,
+     b11, b12, b13, b14, b15, b16, b17, b18, b19, b20, b21) = (_latency_bucket() for _ in range(22))
+
+    class Meta:
+        verbose_name = "invocation statistic"
+        constraints = [
+            # Also the index the dashboard's range queries use (slot first).
+            models.UniqueConstraint(fields=["slot", "service"], name="invocation_stat_unique_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service} at {self.minute:%Y-%m-%d %H:%M}: {self.count} invocations"

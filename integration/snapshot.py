@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from integration import metrics
 from integration.registry import DeploymentError, LoadedModule, Registry, load_builtin, load_source, recall
 
 if TYPE_CHECKING:
@@ -159,6 +160,7 @@ def ensure_poller() -> None:
         _poller_pid = os.getpid()
         thread = threading.Thread(target=_poll_forever, name="switchboard-config-poller", daemon=True)
         thread.start()
+        metrics.install_exit_flush()
 
 
 def _poll_forever() -> None:
@@ -176,6 +178,16 @@ def _poll_forever() -> None:
         except Exception as exc:  # keep polling whatever happens; the database may come back
             logger.warning("Configuration poll failed: %s", exc)
             connections.close_all()
+        _flush_metrics()
+
+
+def _flush_metrics() -> None:
+    """Write this process's invocation statistics when they are due (they stay pending if that fails)."""
+    try:
+        metrics.recorder.maybe_flush()
+    except Exception as exc:
+        logger.warning("Writing invocation statistics failed: %s", exc)
+        connections.close_all()
 
 
 def warm() -> Any:

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from accounts.api import ApiKeyViewSet, BasicAuthViewSet, JWTViewSet, TechAccountViewSet
 from connections.api import VaultViewSet
 from integration.api import InvokeView, RestChannelViewSet, ServiceViewSet
+from scheduling.api import JobViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.register("services", ServiceViewSet, basename="service")
@@ -15,6 +16,7 @@ router.register("security/tech-accounts", TechAccountViewSet, basename="tech-acc
 router.register("security/api-keys", ApiKeyViewSet, basename="api-key")
 router.register("security/jwt", JWTViewSet, basename="jwt")
 router.register("security/vault", VaultViewSet, basename="vault")
+router.register("scheduling/jobs", JobViewSet, basename="job")
 
 urlpatterns = [
     path("invoke/<str:service>", InvokeView.as_view(), name="invoke"),

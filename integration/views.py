@@ -8,7 +8,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from integration import snapshot
 from integration.errors import error_body
-from integration.invoke import invoke, new_cid, stats
+from integration.invoke import invoke, new_cid
+from integration.metrics import BOUNDS_MS, recorder
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -23,18 +24,35 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Per-process invocation counters in Prometheus text format."""
+    """This process's invocation counters and latency histograms in Prometheus text format."""
+    totals = sorted(recorder.totals().items())
     lines = [
         "# TYPE switchboard_invocations_total counter",
         "# TYPE switchboard_invocation_errors_total counter",
         "# TYPE switchboard_invocation_seconds_total counter",
     ]
-    for name, entry in sorted(stats.snapshot().items()):
-        label = name.replace("\\", "\\\\").replace('"', '\\"')
-        lines.append(f'switchboard_invocations_total{{service="{label}"}} {entry["count"]}')
-        lines.append(f'switchboard_invocation_errors_total{{service="{label}"}} {entry["errors"]}')
-        lines.append(f'switchboard_invocation_seconds_total{{service="{label}"}} {entry["total_ms"] / 1000:.6f}')
+    for name, tally in totals:
+        label = _label(name)
+        lines.append(f'switchboard_invocations_total{{service="{label}"}} {tally.count}')
+        lines.append(f'switchboard_invocation_errors_total{{service="{label}"}} {tally.errors}')
+        lines.append(f'switchboard_invocation_seconds_total{{service="{label}"}} {tally.total_ms / 1000:.6f}')
+    lines.append("# TYPE switchboard_invocation_duration_seconds histogram")
+    for name, tally in totals:
+        label = _label(name)
+        cumulative = 0
+        for bound, count in zip(BOUNDS_MS, tally.buckets, strict=False):
+            cumulative += count
+            lines.append(f'switchboard_invocation_duration_seconds_bucket{{service="{label}",le="{bound / 1000:g}"}} '
+                         f"{cumulative}")
+        lines.append(f'switchboard_invocation_duration_seconds_bucket{{service="{label}",le="+Inf"}} {tally.count}')
+        lines.append(f'switchboard_invocation_duration_seconds_sum{{service="{label}"}} {tally.total_ms / 1000:.6f}')
+        lines.append(f'switchboard_invocation_duration_seconds_count{{service="{label}"}} {tally.count}')
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 @csrf_exempt

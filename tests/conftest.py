@@ -66,10 +66,63 @@ def api(alice: Any) -> APIClient:
 
 
 @pytest.fixture
-def admin_client_alice(client: Any, alice: Any) -> Any:
-    """The Django test client, logged in to the admin as Alice."""
-    client.force_login(alice)
+def totp_device(db: None) -> Callable[..., tuple[Any, bytes]]:
+    """``totp_device(user, key=None)`` -> (confirmed TOTPDevice, key bytes); replaces the user's devices."""
+    from accounts import totp
+
+    def _make(user: Any, key: bytes | None = None) -> tuple[Any, bytes]:
+        return totp.reset_key(user, key)
+
+    return _make
+
+
+def verified_login(client: Any, user: Any, device: Any) -> Any:
+    """Log ``client`` in as ``user`` with a TOTP-verified session, as a real login leaves it.
+
+    ``django_otp.login`` stores the device's persistent id under ``DEVICE_ID_SESSION_KEY``;
+    ``OTPMiddleware`` reads it back on every request, so the admin sees a verified user.
+    """
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
     return client
+
+
+@pytest.fixture
+def admin_client_alice(client: Any, alice: Any, totp_device: Callable[..., tuple[Any, bytes]]) -> Any:
+    """The Django test client, logged in to the admin as Alice, TOTP-verified (ADMIN_REQUIRE_TOTP is on)."""
+    device, _key = totp_device(alice)
+    return verified_login(client, alice, device)
+
+
+class Clock:
+    """Unix time that moves only when the test says so."""
+
+    def __init__(self, start: float = 1_899_999_995.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def login_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """One controlled clock for TOTP codes (``accounts.totp``) and login throttling (``accounts.throttle``).
+
+    It starts 5 s into a 30-second step, so a test that moves it by less than 25 s stays in that step.
+    """
+    from accounts import throttle, totp
+
+    fake = Clock()
+    monkeypatch.setattr(totp, "clock", fake)
+    monkeypatch.setattr(throttle, "clock", fake)
+    return fake
 
 
 def basic_header(username: str, password: str) -> str:

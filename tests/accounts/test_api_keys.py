@@ -142,3 +142,17 @@ def test_the_admin_shows_the_key_once(admin_client_alice, client, builtins, make
     assert regenerated.status_code == 200 and shown.encode() not in regenerated.content
     definition.refresh_from_db()
     assert not crypto.verify_secret(shown, definition.key_hash)
+
+
+def test_the_admin_sets_a_given_key_and_refuses_a_short_one(admin_client_alice, api_key) -> None:
+    definition, _old = api_key()
+    url = f"/admin/accounts/apikey/{definition.pk}/password/"
+    assert 'id="set-key"' in admin_client_alice.get(f"/admin/accounts/apikey/{definition.pk}/change/").content.decode()
+    short = admin_client_alice.post(url, {"password1": "too-short", "password2": "too-short"})
+    assert "at least 24 characters" in short.content.decode()
+    definition.refresh_from_db()
+    assert definition.key_prefix == _old[:8]
+    given = "0b0b6f2c-9c9e-4b7b-8a57-6f0e3c1d2a44"
+    assert admin_client_alice.post(url, {"password1": given, "password2": given}).status_code == 302
+    definition.refresh_from_db()
+    assert definition.key_prefix == given[:8]

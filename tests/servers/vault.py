@@ -8,7 +8,13 @@ this one. It follows Vault's documented HTTP API for the three login paths:
   an unknown token is 403 ``{"errors": ["bad token"]}``, a caller without the right 403
   ``{"errors": ["permission denied"]}``;
 * ``POST /v1/auth/<mount>/login/<username>`` with ``{"password": ...}`` (userpass);
-* ``POST /v1/auth/<mount>/login`` with ``{"token": ...}`` (GitHub, on a GitHub mount).
+* ``POST /v1/auth/<mount>/login`` with ``{"token": ...}`` (GitHub, on a GitHub mount);
+* ``GET`` / ``HEAD /v1/sys/health``, answered as Vault documents it: 200 when initialized,
+  unsealed and active, 429 for an unsealed standby, 501 when not initialized, 503 when
+  sealed (the codes can be changed with ``activecode``, ``standbycode``, ``sealedcode``,
+  ``uninitcode`` and ``standbyok``), with the JSON body Vault sends (``initialized``,
+  ``sealed``, ``standby``, ``version``, ``cluster_name``...). Set ``sealed``, ``standby`` or
+  ``initialized`` to change the state; a sealed Vault answers every other path 503.
 
 Logins answer Vault's ``auth`` block and issue a fresh client token, which can then be
 looked up like any other; bad credentials are 400 with Vault's message, unknown paths 404
@@ -23,9 +29,11 @@ import json
 import secrets
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 MAX_HANG = 30.0  # seconds: a hanging answer never outlives a test run by much
 
@@ -68,6 +76,11 @@ class FakeVault:
         self.requests: list[Recorded] = []
         self.fail_with: int | None = None  # answer every request with this status (500, 503...)
         self.hang: float = 0.0  # seconds to stall before answering
+        self.initialized = True
+        self.sealed = False
+        self.standby = False
+        self.version = "1.17.2"
+        self.cluster_name = "vault-cluster-test"
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -173,9 +186,14 @@ class FakeVault:
 
     # --- Vault's answers -------------------------------------------------------------------------
 
-    def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> tuple[int, dict[str, Any]]:
+    def answer(self, method: str, path: str, headers: dict[str, str], body: Any,
+               query: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         if self.fail_with is not None:
             return self.fail_with, {"errors": ["Vault is sealed" if self.fail_with == 503 else "internal error"]}
+        if path == "/v1/sys/health" and method in ("GET", "HEAD"):
+            return self._health(query or {})
+        if self.sealed:
+            return 503, {"errors": ["Vault is sealed"]}
         caller = headers.get("x-vault-token", "")
         if path == "/v1/auth/token/lookup" and method == "POST":
             looker = self.tokens.get(caller)
@@ -202,6 +220,33 @@ class FakeVault:
                 mount = "/".join(parts[3:-2])
                 return self._userpass_login(mount, parts[-1], body)
         return 404, {"errors": []}
+
+    def _health(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """Vault's health answer: the status code says the state, the body repeats it."""
+        body = {
+            "initialized": self.initialized,
+            "sealed": self.sealed,
+            "standby": self.standby,
+            "performance_standby": False,
+            "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled",
+            "server_time_utc": int(time.time()),
+            "version": self.version,
+            "cluster_name": self.cluster_name,
+            "cluster_id": "2b9a9ab1-6f4d-4c1e-9a55-3f0b0a4c1d2e",
+        }
+
+        def code(name: str, default: int) -> int:
+            value = query.get(name, "")
+            return int(value) if value.isdigit() else default
+
+        if not self.initialized:
+            return code("uninitcode", 501), body
+        if self.sealed:
+            return code("sealedcode", 503), body
+        if self.standby and query.get("standbyok", "").lower() not in ("true", "1"):
+            return code("standbycode", 429), body
+        return code("activecode", 200), body
 
     def _userpass_login(self, mount: str, username: str, body: Any) -> tuple[int, dict[str, Any]]:
         if not any(key[0] == mount for key in self.userpass):
@@ -264,23 +309,25 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode("latin-1")
         headers = {key.lower(): value for key, value in self.headers.items()}
-        path = self.path.split("?", 1)[0]
+        path, _, query_text = self.path.partition("?")
+        query = {key: values[-1] for key, values in parse_qs(query_text).items()}
         with self.fake._lock:
             self.fake.requests.append(Recorded(self.command, path, headers, body))
         if self.fake.hang:
             self.fake._release.wait(min(self.fake.hang, MAX_HANG))
-        status, answer = self.fake.answer(self.command, path, headers, body)
+        status, answer = self.fake.answer(self.command, path, headers, body, query)
         data = json.dumps(answer).encode()
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
         except OSError:
             pass  # the client gave up (a timeout test): nothing to answer
 
-    do_GET = do_POST = do_PUT = do_DELETE = _serve
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read .requests
         pass

@@ -1,8 +1,9 @@
 """``python manage.py bootstrap``: first-start setup for ``make run`` (idempotent).
 
 Records the built-in services, creates the ``admin`` user on first start (password from
-``ADMIN_PASSWORD``, else generated, printed once and saved to ``var/admin-password``)
-and binds the demo services to demo REST channels.
+``ADMIN_PASSWORD``, else generated, printed once and saved to ``var/admin-password``;
+with ``ADMIN_REQUIRE_TOTP`` on, also a TOTP key, printed once with its QR code) and binds
+the demo services to demo REST channels.
 """
 
 from __future__ import annotations
@@ -63,3 +64,9 @@ class Command(BaseCommand):
             ))
         else:
             self.stdout.write("Created user admin with the password from ADMIN_PASSWORD.")
+        if settings.ADMIN_REQUIRE_TOTP:
+            # Without a TOTP key the new admin could not log in at all: give it one now.
+            from django.core.management import call_command
+
+            self.stdout.write("The admin requires TOTP codes (ADMIN_REQUIRE_TOTP): the admin user's key follows.")
+            call_command("reset_totp_key", "admin", stdout=self.stdout, stderr=self.stderr)
