@@ -38,6 +38,11 @@ NEVER = 365 * 24 * 3600.0
 _LOCK_KEY = 0x5357_4254  # "SWBT": the advisory lock id the beat holds
 
 
+def clock() -> datetime:
+    """The beat's idea of now (aware UTC); tests replace it to drive plans through DST days."""
+    return datetime.now(UTC)
+
+
 def misfire_grace() -> timedelta:
     return timedelta(seconds=settings.SCHEDULER_MISFIRE_GRACE)
 
@@ -52,7 +57,7 @@ class JobEntry(ModelEntry):
     def is_due(self) -> schedules.schedstate:
         if self.job is None:
             return super().is_due()
-        now = datetime.now(UTC)
+        now = clock()
         plan = self.job.plan()
         if self.anchor is None:
             self.anchor = now
@@ -111,7 +116,7 @@ class JobScheduler(DatabaseScheduler):
         Two exceptions: a reload for an unrelated change keeps the entry's place, and a
         one-time job whose time passed less than the grace period ago still runs (late).
         """
-        now = datetime.now(UTC)
+        now = clock()
         previous = (self._schedule or {}).get(job.periodic_task.name)
         if (isinstance(previous, JobEntry) and previous.job is not None and previous.anchor is not None
                 and previous.job.plan() == job.plan()):

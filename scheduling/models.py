@@ -10,7 +10,7 @@ task for a run already recorded do nothing.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -173,7 +173,8 @@ class JobRun(models.Model):
     duration_ms = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     cid = models.CharField(max_length=64, blank=True, help_text="Correlation id of the invocation, as in the logs.")
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why the run failed, was missed or was interrupted.")
+    worker = models.CharField(max_length=200, blank=True, help_text="The Celery worker that ran it.")
 
     class Meta:
         ordering = ["-scheduled_for"]
@@ -193,6 +194,3 @@ class JobRun(models.Model):
             return None
         return (self.started - self.scheduled_for).total_seconds() * 1000
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

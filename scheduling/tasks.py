@@ -4,6 +4,10 @@ A run is recorded before the service is invoked, as a ``JobRun`` unique per (job
 scheduled time). A redelivered message for a run already recorded (the broker handing
 the task out again after a worker died, with late acknowledgement) finds the row and
 does nothing. "Execute now" runs are manual: no scheduled time, never deduplicated.
+
+A worker killed in the middle of a run leaves its row ``running``; when a worker of the
+same name starts again, it marks such rows as interrupted (``error``), since a run is
+never started twice. A worker that never comes back leaves them ``running``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -36,7 +41,7 @@ def run_job(job_id: int, scheduled_for: str | None = None, cid: str | None = Non
     if not manual and not job.is_active:
         logger.info("Job %s was deactivated; run for %s dropped", job.name, scheduled_for)
         return
-    run = _record_start(job, scheduled_for, cid or new_cid())
+    run = _record_start(job, scheduled_for, cid or new_cid(), run_job.request.hostname or "")
     if run is None:
         return
     execute(job, run)
@@ -44,13 +49,13 @@ def run_job(job_id: int, scheduled_for: str | None = None, cid: str | None = Non
         _retire_if_done(job, run.scheduled_for)
 
 
-def _record_start(job: Job, scheduled_for: str | None, cid: str) -> JobRun | None:
+def _record_start(job: Job, scheduled_for: str | None, cid: str, worker: str) -> JobRun | None:
     now = timezone.now()
     planned = datetime.fromisoformat(scheduled_for) if scheduled_for else now
     try:
         with transaction.atomic():
             return JobRun.objects.create(
-                job=job, scheduled_for=planned, manual=scheduled_for is None, started=now, cid=cid
+                job=job, scheduled_for=planned, manual=scheduled_for is None, started=now, cid=cid, worker=worker
             )
     except IntegrityError:
         logger.warning("Job %s: the run for %s is already recorded; not running it again", job.name, planned)
@@ -84,6 +89,20 @@ def _retire_if_done(job: Job, planned: datetime) -> None:
         if current is not None and current.is_active and current.plan().next_after(planned) is None:
             set_active(current, False)
             logger.info("Job %s has no more runs planned and is now inactive", job.name)
+
+
+@worker_ready.connect
+def _mark_interrupted_runs(sender: Any = None, **kwargs: Any) -> None:
+    """Runs this worker (by name) had started before it was killed will not finish: say so."""
+    hostname = getattr(sender, "hostname", None)
+    if not hostname:
+        return
+    count = JobRun.objects.filter(status=JobRun.Status.RUNNING, worker=hostname).update(
+        status=JobRun.Status.ERROR, finished=timezone.now(),
+        error="Interrupted: the worker stopped during the run; it is not run again",
+    )
+    if count:
+        logger.warning("%s run(s) interrupted when worker %s stopped are marked as failed", count, hostname)
 
 
 def execute_now(job: Job) -> str:
