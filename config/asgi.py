@@ -1,4 +1,9 @@
-"""ASGI entry point (daphne): HTTP through Django; WebSocket routes come with the WebSocket issue."""
+"""ASGI entry point (daphne): HTTP through Django, WebSocket channels through their one consumer.
+
+WebSocket handshakes pass the origin policy first (``integration.channels.ws_routing``:
+pages from allowed origins, and programs that send no Origin), then reach
+``integration.channels.websocket``, which refuses paths that are not active channels.
+"""
 
 import os
 
@@ -11,7 +16,8 @@ django_asgi = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from integration import snapshot  # noqa: E402
+from integration.channels.ws_routing import websocket_application  # noqa: E402
 
 snapshot.warm()
 snapshot.ensure_poller()
-application = ProtocolTypeRouter({"http": django_asgi})
+application = ProtocolTypeRouter({"http": django_asgi, "websocket": websocket_application()})

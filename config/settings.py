@@ -269,6 +269,41 @@ JWT_SESSION_RECHECK = env_float("JWT_SESSION_RECHECK", 1.0, minimum=0.0)
 PORT = env_int("PORT", 8000, minimum=1)
 WEB_WORKERS = env_int("WEB_WORKERS", 2, minimum=1)
 
+# --- WebSocket channels and the channel layer ---------------------------------------------------------
+# Pushes cross processes through the channel layer: Redis with REDIS_URL, otherwise an SQLite file in
+# var/ that every local process shares (integration/channels/layer.py). On Redis, groups and channels
+# are namespaced by CHANNEL_LAYER_PREFIX, so deployments can share one Redis database.
+
+CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "switchboard")
+# Messages a connection's inbox holds before further pushes to it are dropped (a client that stopped reading).
+CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX, "capacity": CHANNEL_LAYER_CAPACITY},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "integration.channels.layer.SQLiteChannelLayer",
+            "CONFIG": {"path": str(VAR_DIR / "channel-layer.sqlite3"), "capacity": CHANNEL_LAYER_CAPACITY},
+        }
+    }
+# Origins (https://app.example.com, or a host name such as .example.com) whose pages may open WebSocket
+# connections; `*` = any. Empty: pages served from ALLOWED_HOSTS only. Clients that send no Origin header
+# (programs, not browsers) are always let through: nothing ambient authenticates them.
+WEBSOCKET_ALLOWED_ORIGINS = env_list("WEBSOCKET_ALLOWED_ORIGINS")
+# Threads per server process that run WebSocket requests (each may hold a database connection).
+WEBSOCKET_THREADS = env_int("WEBSOCKET_THREADS", 16, minimum=1)
+# Requests of one connection that may run at the same time; further ones wait for a free slot.
+WEBSOCKET_MAX_CONCURRENT_REQUESTS = env_int("WEBSOCKET_MAX_CONCURRENT_REQUESTS", 8, minimum=1)
+# Seconds between the updates each process makes of its connected clients' rows (last seen, counters).
+WEBSOCKET_CLIENT_UPDATE_INTERVAL = env_float("WEBSOCKET_CLIENT_UPDATE_INTERVAL", 5.0, minimum=0.1)
+# A client row not updated for this many intervals belongs to a process that died and counts as gone.
+WEBSOCKET_CLIENT_STALE_FACTOR = env_int("WEBSOCKET_CLIENT_STALE_FACTOR", 3, minimum=2)
+
 # --- Logging -----------------------------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

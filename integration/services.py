@@ -144,6 +144,7 @@ class ChannelInfo:
     name: str = ""
     security: str | None = None  # name of the security definition that authenticated the caller
     username: str | None = None
+    client_id: str | None = None  # WebSocket channels: the calling connection, for self.push()
 
 
 class CIDLogger(logging.LoggerAdapter):
@@ -193,6 +194,23 @@ class Service:
         from integration.tasks import submit_invocation
 
         return submit_invocation(name, payload, parent_cid=self.cid)
+
+    def push(
+        self, data: Any, *, client: str | None = None, channel: str | None = None, user: str | None = None
+    ) -> None:
+        """Push ``data`` to connected WebSocket clients: one ``client`` (an id), a ``channel``'s, a ``user``'s.
+
+        With no recipient named, a service invoked over WebSocket pushes to the client that
+        called it. Clients not connected are skipped: a push is not queued for later.
+        Works in every process (web, worker), through the channel layer (``integration.push``).
+        """
+        from integration.push import push
+
+        if client is None and channel is None and user is None:
+            client = getattr(getattr(self, "channel", None), "client_id", None)
+            if client is None:
+                raise ValueError("Name who gets the push: client=, channel= or user=")
+        push(data, client=client, channel=channel, user=user, cid=getattr(self, "cid", None))
 
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

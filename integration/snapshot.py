@@ -1,12 +1,13 @@
 """The compiled per-process snapshot of configuration, and the thread that keeps it fresh.
 
 Request handling reads ``current()`` (a module global: no queries). The snapshot holds
-the service registry, the REST routing table and the security authenticators, all built
-from the database at one ``ConfigVersion``. A daemon thread in each server and worker
-process polls that version (one tiny query every ``CONFIG_POLL_INTERVAL`` seconds, not
-per request) and the pickup directory, and swaps in a new snapshot when something
-changed. Requests already running keep the objects they looked up, so a swap never
-fails them. Writes made in this process refresh it at once, on commit.
+the service registry, the REST routing table, the WebSocket channels by path and the
+security authenticators, all built from the database at one ``ConfigVersion``. A daemon
+thread in each server and worker process polls that version (one tiny query every
+``CONFIG_POLL_INTERVAL`` seconds, not per request) and the pickup directory, and swaps in
+a new snapshot when something changed. Requests already running keep the objects they
+looked up, so a swap never fails them. Writes made in this process refresh it at once,
+on commit.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from integration.registry import DeploymentError, LoadedModule, Registry, load_b
 if TYPE_CHECKING:
     from accounts.security import SecurityTable
     from integration.channels.routing import RoutingTable
+    from integration.channels.ws_routing import WebSocketTable
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class Snapshot:
     registry: Registry
     routes: RoutingTable
     security: SecurityTable
+    websockets: WebSocketTable
     built_at: float
 
 
@@ -50,6 +53,16 @@ def current() -> Snapshot:
     if snap is None or _dirty:
         return refresh(force=_dirty)
     return snap
+
+
+def peek() -> Snapshot | None:
+    """The current snapshot if it is up to date, else None; never queries (for async code).
+
+    Code on an event loop must not touch the database: when this answers None it calls
+    ``current()`` in a thread instead.
+    """
+    snap = _current
+    return None if snap is None or _dirty else snap
 
 
 def refresh(*, force: bool = False) -> Snapshot:
@@ -70,6 +83,7 @@ def refresh(*, force: bool = False) -> Snapshot:
 def _build(version: int, previous: Snapshot | None) -> Snapshot:
     from accounts.security import SecurityTable
     from integration.channels.routing import RoutingTable
+    from integration.channels.ws_routing import WebSocketTable
     from integration.models import ServiceModule
 
     started = time.perf_counter()
@@ -110,10 +124,11 @@ def _build(version: int, previous: Snapshot | None) -> Snapshot:
     registry = Registry(modules)
     security = SecurityTable.build()
     routes = RoutingTable.build(registry, security)
-    snap = Snapshot(version, registry, routes, security, time.time())
+    websockets = WebSocketTable.build(registry, security)
+    snap = Snapshot(version, registry, routes, security, websockets, time.time())
     logger.debug(
-        "Configuration version %s loaded: %d services, %d REST channels in %.1f ms",
-        version, len(registry), len(routes), (time.perf_counter() - started) * 1000,
+        "Configuration version %s loaded: %d services, %d REST channels, %d WebSocket channels in %.1f ms",
+        version, len(registry), len(routes), len(websockets), (time.perf_counter() - started) * 1000,
     )
     return snap
 
