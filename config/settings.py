@@ -229,7 +229,8 @@ SPECTACULAR_SETTINGS = {
 
 # Services shipped with the platform, imported in every process.
 BUILTIN_SERVICE_MODULES = [
-    "integration.builtin.core", "integration.builtin.demo", "accounts.services", "scheduling.services",
+    "integration.builtin.core", "integration.builtin.demo", "integration.builtin.websocket", "accounts.services",
+    "scheduling.services",
 ]
 # Python files dropped here are deployed in every process, with no restart.
 PICKUP_DIR = env_path("PICKUP_DIR", BASE_DIR / "pickup")
@@ -278,10 +279,16 @@ CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "switchboard")
 # Messages a connection's inbox holds before further pushes to it are dropped (a client that stopped reading).
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
 if REDIS_URL:
+    # socket_timeout above channels-redis's 5 s BZPOPMIN: redis-py 8 defaults it to 5 s, so an idle receive
+    # raised TimeoutError and killed a WebSocket connection every few seconds (django/channels_redis#422).
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX, "capacity": CHANNEL_LAYER_CAPACITY},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": CHANNEL_LAYER_PREFIX,
+                "capacity": CHANNEL_LAYER_CAPACITY,
+            },
         }
     }
 else:
@@ -303,6 +310,26 @@ WEBSOCKET_MAX_CONCURRENT_REQUESTS = env_int("WEBSOCKET_MAX_CONCURRENT_REQUESTS",
 WEBSOCKET_CLIENT_UPDATE_INTERVAL = env_float("WEBSOCKET_CLIENT_UPDATE_INTERVAL", 5.0, minimum=0.1)
 # A client row not updated for this many intervals belongs to a process that died and counts as gone.
 WEBSOCKET_CLIENT_STALE_FACTOR = env_int("WEBSOCKET_CLIENT_STALE_FACTOR", 3, minimum=2)
+
+# --- Serving WebSockets (manage.py serve) ----------------------------------------------------------------
+# gunicorn keeps HTTP on PORT (it serves REST several times faster); daphne serves WebSocket channels on
+# WEBSOCKET_PORT. In production a load balancer sends WebSocket upgrades to daphne and the rest to gunicorn.
+WEBSOCKET_PORT = env_int("WEBSOCKET_PORT", PORT + 1, minimum=1)
+# The WebSocket base URL browsers are given (scheme, host, port; no path), e.g. wss://switchboard.example.com.
+# Empty: ws:// (wss:// with HTTPS) on the host the HTTP request named, at WEBSOCKET_PORT.
+WEBSOCKET_PUBLIC_URL = env_str("WEBSOCKET_PUBLIC_URL", "").rstrip("/")
+if WEBSOCKET_PUBLIC_URL and not WEBSOCKET_PUBLIC_URL.startswith(("ws://", "wss://")):
+    raise ImproperlyConfiguredEnv(f"WEBSOCKET_PUBLIC_URL must start with ws:// or wss://, got {WEBSOCKET_PUBLIC_URL!r}")
+# Daphne pings a connection silent for this many seconds and drops it when the pong is this late.
+WEBSOCKET_PING_INTERVAL = env_int("WEBSOCKET_PING_INTERVAL", 20, minimum=1)
+WEBSOCKET_PING_TIMEOUT = env_int("WEBSOCKET_PING_TIMEOUT", 30, minimum=1)
+# Daphne closes a connection sending a bigger message (1009) before any channel sees it; serve raises it
+# above the largest channel's max_message_size, so that channel limits answer with their own 4009.
+WEBSOCKET_MAX_MESSAGE_SIZE = env_int("WEBSOCKET_MAX_MESSAGE_SIZE", 1024 * 1024, minimum=1024)
+# Passwords of the demo's HTTP Basic Auth definitions (`manage.py bootstrap`); empty: generated, printed
+# once and saved to var/demo-frontend-password and var/demo-backend-password.
+DEMO_FRONTEND_PASSWORD = env_secret("DEMO_FRONTEND_PASSWORD")
+DEMO_BACKEND_PASSWORD = env_secret("DEMO_BACKEND_PASSWORD")
 
 # --- Logging -----------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Admin for deployed code, services (with an Invoke page) and REST channels."""
+"""Admin for deployed code, services (with an Invoke page), REST and WebSocket channels, connected clients."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -21,7 +22,7 @@ from integration.admin_base import ListingMixin, count_of, search_terms
 from integration.channels.rest import json_default
 from integration.errors import SwitchboardError, error_body
 from integration.invoke import invoke, new_cid
-from integration.models import DeployedService, RestChannel, ServiceModule
+from integration.models import DeployedService, RestChannel, ServiceModule, WebSocketChannel, WebSocketClient
 from integration.services import ChannelInfo
 
 
@@ -225,3 +226,155 @@ class RestChannelAdmin(ListingMixin):
         if obj.security is None:
             return "-"
         return format_html('<span title="{}">{}</span>', obj.security.get_sec_type_display(), obj.security.name)
+
+
+def live_client_count() -> Coalesce:
+    """An annotation: the channel's connected clients (live rows only), one index lookup per listed channel."""
+    rows = (
+        WebSocketClient.objects.live().filter(channel=OuterRef("pk")).order_by().values("channel")
+        .annotate(n=Count("pk")).values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
+@admin.register(WebSocketChannel)
+class WebSocketChannelAdmin(ListingMixin):
+    list_display = ["name", "is_active", "path", "service", "security_display", "client_count"]
+    list_filter = ["is_active", SecurityTypeFilter]
+    search_fields = ["name", "path", "service__name", "security__name"]  # see get_search_results
+    search_help_text = "Matches the channel's name, path, service or security definition."
+    list_select_related = ["service", "security"]
+    autocomplete_fields = ["service"]
+    readonly_fields = ["connected_clients", "created", "updated"]
+    fieldsets = [
+        (None, {"fields": ["name", "is_active", "path", "service", "security", "connected_clients"]}),
+        ("Requests", {"fields": ["allowed_services"]}),
+        ("Limits", {"fields": ["new_token_wait_time", "token_ttl", "idle_timeout", "max_message_size",
+                               "max_messages_per_second"]}),
+        ("Documentation", {"fields": ["pushes", "created", "updated"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebSocketChannel]:
+        return super().get_queryset(request).annotate(client_count=live_client_count())
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[WebSocketChannel], search_term: str
+    ) -> tuple[QuerySet[WebSocketChannel], bool]:
+        """As for REST channels: services and definitions are matched in their own small tables first."""
+        for term in search_terms(search_term):
+            services = DeployedService.objects.filter(name__icontains=term).values("pk")
+            definitions = SecurityDefinition.objects.filter(name__icontains=term).values("pk")
+            queryset = queryset.filter(
+                Q(name__icontains=term) | Q(path__icontains=term) | Q(service__in=services)
+                | Q(security__in=definitions)
+            )
+        return queryset, False
+
+    @admin.display(description="security", ordering="security__name")
+    def security_display(self, obj: WebSocketChannel) -> str:
+        if obj.security is None:
+            return "-"
+        return format_html('<span title="{}">{}</span>', obj.security.get_sec_type_display(), obj.security.name)
+
+    @admin.display(description="connected clients", ordering="client_count")
+    def client_count(self, obj: WebSocketChannel) -> str:
+        count = obj.client_count  # type: ignore[attr-defined]
+        if not count:
+            return "0"
+        return format_html('<a href="{}">{}</a>', clients_url(obj.pk), count)
+
+    @admin.display(description="connected clients")
+    def connected_clients(self, obj: WebSocketChannel) -> str:
+        if obj.pk is None:
+            return "-"
+        count = WebSocketClient.objects.live().filter(channel=obj).count()
+        return format_html('<a href="{}">{} connected now</a>', clients_url(obj.pk), count)
+
+
+def clients_url(channel_id: int) -> str:
+    return reverse("admin:integration_websocketclient_changelist") + f"?channel__id__exact={channel_id}"
+
+
+class ClientChannelFilter(admin.SimpleListFilter):
+    """Clients by channel, offering only the channels that have clients now (a handful, however many exist)."""
+
+    title = "channel"
+    parameter_name = "channel__id__exact"
+    max_choices = 100
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        channels = WebSocketChannel.objects.filter(
+            pk__in=WebSocketClient.objects.live().order_by().values("channel").distinct()
+        ).order_by("name").values_list("pk", "name")[: self.max_choices]
+        return [(str(pk), name) for pk, name in channels]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[WebSocketClient]) -> QuerySet[WebSocketClient]:
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(channel_id=int(value))
+        return queryset
+
+
+@admin.register(WebSocketClient)
+class WebSocketClientAdmin(ListingMixin):
+    """The clients connected now, on every server; rows of servers that died are left out (``live()``)."""
+
+    list_display = ["channel", "username_display", "since", "messages_in", "messages_out", "last_seen", "server",
+                    "address", "client_id"]
+    list_display_links = None  # nothing to edit: a row is what a server reports
+    list_filter = [ClientChannelFilter]
+    search_fields = ["username", "client_id", "remote_addr", "channel__name", "server_host"]
+    search_help_text = "Matches the username, client id, address, channel name or server host."
+    list_select_related = ["channel"]
+    actions = ["disconnect"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebSocketClient]:
+        return super().get_queryset(request).live()
+
+    @admin.display(description="user", ordering="username")
+    def username_display(self, obj: WebSocketClient) -> str:
+        return obj.username or "-"
+
+    @admin.display(description="since", ordering="connected_at")
+    def since(self, obj: WebSocketClient) -> Any:
+        return obj.connected_at
+
+    @admin.display(description="address", ordering="remote_addr")
+    def address(self, obj: WebSocketClient) -> str:
+        return obj.remote_addr or "-"
+
+    @admin.display(description="server", ordering="server_host")
+    def server(self, obj: WebSocketClient) -> str:
+        return f"{obj.server_host} (pid {obj.server_pid})"
+
+    @admin.action(description="Disconnect the selected clients", permissions=["disconnect"])
+    def disconnect(self, request: HttpRequest, queryset: QuerySet[WebSocketClient]) -> None:
+        from integration.push import disconnect
+
+        client_ids = list(queryset.values_list("client_id", flat=True))
+        errors = []
+        for client_id in client_ids:
+            try:
+                disconnect(client_id)
+            except Exception as exc:  # the channel layer is down: say so, never a traceback page
+                errors.append(str(exc) or type(exc).__name__)
+        if errors:
+            self.message_user(request, f"Could not reach the channel layer for {len(errors)} of {len(client_ids)} "
+                              f"clients: {errors[-1][:200]}", messages.ERROR)
+        if len(errors) < len(client_ids):
+            done = len(client_ids) - len(errors)
+            self.message_user(request, f"Asked {done} client{'s' if done != 1 else ''} to disconnect (code 4005); "
+                              "they leave this list within a second or two.", messages.SUCCESS)
+
+    def has_disconnect_permission(self, request: HttpRequest) -> bool:
+        # Whoever may change WebSocket channels may cut their connections.
+        return request.user.has_perm("integration.change_websocketchannel")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # rows are written by the servers holding the connections
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deleting a row would not close the connection: use Disconnect

@@ -1,4 +1,4 @@
-"""Management API for services and REST channels, and the invoke endpoint."""
+"""Management API for services, REST and WebSocket channels (with their connected clients), and invoke."""
 
 from __future__ import annotations
 
@@ -7,22 +7,26 @@ from typing import Any
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework import mixins, parsers, status, viewsets
-from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integration.api_base import ConfigViewSet, _cid
+from integration.admin import live_client_count
+from integration.api_base import ConfigViewSet, _cid, api_error
 from integration.channels.rest import error_response, render_result
 from integration.deploy import deploy_sources
 from integration.errors import BadRequest, SwitchboardError
 from integration.invoke import invoke
-from integration.models import DeployedService, RestChannel, ServiceModule
+from integration.models import DeployedService, RestChannel, ServiceModule, WebSocketChannel, WebSocketClient
 from integration.serializers import (
     DeploySerializer,
     RestChannelSerializer,
     ServiceDetailSerializer,
     ServiceSerializer,
+    WebSocketChannelSerializer,
+    WebSocketClientSerializer,
 )
 from integration.services import ChannelInfo
 
@@ -67,6 +71,7 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 class RestChannelViewSet(ConfigViewSet):
     queryset = RestChannel.objects.select_related("service", "security").order_by("name")
     serializer_class = RestChannelSerializer
+
     def get_queryset(self) -> Any:
         """Filters: ``?search=`` (name or path), ``?service=``, ``?method=``, ``?is_active=true|false``."""
         queryset = super().get_queryset()
@@ -82,6 +87,68 @@ class RestChannelViewSet(ConfigViewSet):
         if params.get("service"):
             queryset = queryset.filter(service__name=params["service"])
         return queryset
+
+
+class WebSocketChannelViewSet(ConfigViewSet):
+    """WebSocket channels, with how many clients each has now; ``{id}/clients/`` lists them.
+
+    ``DELETE {id}/clients/{client_id}/`` asks that connection to close (code 4005), wherever
+    it is served: 202, since the server holding it closes it a moment later.
+    """
+
+    queryset = WebSocketChannel.objects.select_related("service", "security").order_by("name")
+    serializer_class = WebSocketChannelSerializer
+
+    @property
+    def required_permission(self) -> str | None:
+        """Reading clients needs the channel's view permission; disconnecting one, its change permission."""
+        if self.action == "clients":
+            return "integration.view_websocketchannel"
+        if self.action == "disconnect":
+            return "integration.change_websocketchannel"
+        return None  # the model's permission for the method (integration.permissions)
+
+    def get_queryset(self) -> Any:
+        """Filters: ``?search=`` (name or path), ``?service=``, ``?security=``, ``?is_active=true|false``."""
+        queryset = super().get_queryset().annotate(client_count=live_client_count())
+        params = self.request.query_params
+        if params.get("is_active") in ("true", "false"):
+            queryset = queryset.filter(is_active=params["is_active"] == "true")
+        if params.get("search"):
+            queryset = queryset.filter(name__icontains=params["search"]) | queryset.filter(
+                path__icontains=params["search"]
+            )
+        if params.get("service"):
+            queryset = queryset.filter(service__name=params["service"])
+        if params.get("security"):
+            queryset = queryset.filter(security__name=params["security"])
+        return queryset
+
+    @extend_schema(responses=WebSocketClientSerializer(many=True))
+    @action(detail=True, methods=["get"], serializer_class=WebSocketClientSerializer)
+    def clients(self, request: Request, pk: str | None = None) -> Response:
+        """The channel's connected clients, newest first (``?username=`` narrows them; paged)."""
+        channel = self.get_object()
+        clients = WebSocketClient.objects.live().filter(channel=channel).order_by("-connected_at", "-pk")
+        if request.query_params.get("username"):
+            clients = clients.filter(username=request.query_params["username"])
+        page = self.paginate_queryset(clients)
+        return self.get_paginated_response(WebSocketClientSerializer(page, many=True).data)
+
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["delete"], url_path=r"clients/(?P<client_id>[0-9a-f]{32})")
+    def disconnect(self, request: Request, pk: str | None = None, client_id: str = "") -> Response:
+        from integration.push import disconnect
+
+        channel = self.get_object()
+        if not WebSocketClient.objects.live().filter(channel=channel, client_id=client_id).exists():
+            raise NotFound(f"No client {client_id} is connected to this channel")
+        try:
+            disconnect(client_id)
+        except Exception as exc:  # the channel layer cannot be reached
+            return api_error(request, status.HTTP_503_SERVICE_UNAVAILABLE,
+                             f"The channel layer cannot be reached: {str(exc)[:200]}")
+        return Response({"client_id": client_id, "disconnecting": True}, status=status.HTTP_202_ACCEPTED)
 
 
 class InvokeView(APIView):

@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from accounts.models import SecurityDefinition
 from integration.api_base import full_clean_into
-from integration.models import DeployedService, RestChannel
+from integration.models import DeployedService, RestChannel, WebSocketChannel, WebSocketClient
 
 
 class ServiceSerializer(serializers.ModelSerializer):
@@ -78,3 +78,54 @@ class RestChannelSerializer(serializers.ModelSerializer):
             if field in attrs:
                 attrs[field] = getattr(instance, field)
         return attrs
+
+
+class LinesField(serializers.ListField):
+    """A list of names in JSON, one name per line in the model's text field."""
+
+    child = serializers.CharField(max_length=200)
+
+    def to_representation(self, value: str) -> list[str]:
+        return [line.strip() for line in (value or "").splitlines() if line.strip()]
+
+    def to_internal_value(self, data: Any) -> str:
+        return "\n".join(super().to_internal_value(data))
+
+
+class WebSocketChannelSerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="name", queryset=DeployedService.objects.all())
+    security = serializers.SlugRelatedField(
+        slug_field="name", queryset=SecurityDefinition.objects.all(), allow_null=True, required=False
+    )
+    allowed_services = LinesField(required=False)
+    connected_clients = serializers.IntegerField(read_only=True, source="client_count", default=0)
+
+    class Meta:
+        model = WebSocketChannel
+        fields = [
+            "id", "name", "is_active", "path", "service", "security", "allowed_services", "new_token_wait_time",
+            "token_ttl", "idle_timeout", "max_message_size", "max_messages_per_second", "pushes",
+            "connected_clients", "created", "updated",
+        ]
+        read_only_fields = ["created", "updated"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Check the row as it would be saved (a partial update keeps the other fields).
+        instance = copy.copy(self.instance) if self.instance is not None else WebSocketChannel()
+        for key, value in attrs.items():
+            setattr(instance, key, value)
+        full_clean_into(instance)
+        for field in ("path", "allowed_services"):  # clean() normalises them
+            if field in attrs:
+                attrs[field] = getattr(instance, field)
+        return attrs
+
+
+class WebSocketClientSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebSocketClient
+        fields = [
+            "client_id", "username", "remote_addr", "connected_at", "last_seen", "messages_in", "messages_out",
+            "server_host", "server_pid",
+        ]
+        read_only_fields = fields

@@ -7,6 +7,7 @@ PostgreSQL test database is never touched.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,9 +118,9 @@ def test_the_embedded_platform_migrates_bootstraps_serves_and_stops_cleanly(embe
     assert row_counts(database) == counts
     assert password_file.read_text() == match.group(1) + "\n"
 
-    port = free_port()  # chosen just before use: other tests take ports too
+    port, websocket_port = free_port(), free_port()  # chosen just before use: other tests take ports too
     base = f"http://127.0.0.1:{port}"
-    serve = start_serve({**embedded_env, "PORT": str(port)})
+    serve = start_serve({**embedded_env, "PORT": str(port), "WEBSOCKET_PORT": str(websocket_port)})
 
     def hello_answers() -> client.Reply | None:
         assert serve.poll() is None, f"serve exited early:\n{serve.log_tail()}"
@@ -144,7 +146,15 @@ def test_the_embedded_platform_migrates_bootstraps_serves_and_stops_cleanly(embe
     children = {stat.pid: stat for stat in serve.tree() if stat.ppid == serve.pid}
     # Each child is `python -m MODULE ...`.
     modules = sorted(stat.cmdline.split()[2] for stat in children.values())
-    assert modules == ["celery", "celery", "gunicorn"], [stat.cmdline for stat in children.values()]
+    assert modules == ["celery", "celery", "daphne", "gunicorn"], [stat.cmdline for stat in children.values()]
+    assert any(f" -p {websocket_port} " in stat.cmdline and " --websocket_timeout -1 " in stat.cmdline
+               for stat in children.values())
+
+    # The WebSocket demo on the embedded channel layer: a push from gunicorn reaches daphne's client.
+    notification = asyncio.run(demo_push(base, var_dir, websocket_port, serve))
+    lap("serve: WebSocket demo")
+    assert notification["type"] == "push"
+    assert notification["data"]["text"] == "Hello from the embedded platform"
     assert any(" worker " in stat.cmdline for stat in children.values())
     assert any(" beat " in stat.cmdline for stat in children.values())
     assert "exited with code" not in serve.log_text(), serve.log_tail()
@@ -152,7 +162,7 @@ def test_the_embedded_platform_migrates_bootstraps_serves_and_stops_cleanly(embe
     everything = serve.tree()  # children and grandchildren (gunicorn and Celery pool workers)
     assert all(is_running(stat) for stat in everything)
     groups = {serve.pid} | {stat.pgrp for stat in everything}
-    assert len(everything) >= 5  # gunicorn master + worker, Celery worker + its pool, beat
+    assert len(everything) >= 6  # gunicorn master + worker, daphne, Celery worker + its pool, beat
 
     serve.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal of `make run` sends
     interrupted_at = time.monotonic()
@@ -174,3 +184,39 @@ def test_the_embedded_platform_migrates_bootstraps_serves_and_stops_cleanly(embe
         timeout=5,
         message=lambda: f"left running: {[s.cmdline for s in members_of_groups(groups)]}",
     )
+
+
+async def demo_push(base: str, var_dir: Path, websocket_port: int, serve: ManagedProcess) -> dict[str, Any]:
+    """The seed's flow as `make run` sets it up: frontend token over REST, socket on daphne, backend push.
+
+    The passwords are the ones bootstrap generated and saved in VAR_DIR. aiohttp (a dependency of
+    fhirpy) is the WebSocket client; it sends no Origin header, as programs do not.
+    """
+    import aiohttp
+
+    frontend = (var_dir / "demo-frontend-password").read_text().strip()
+    backend = (var_dir / "demo-backend-password").read_text().strip()
+    issued = await asyncio.to_thread(client.request, "POST", base + "/demo/ws-token",
+                                     json={"channel": "demo.notifications"},
+                                     headers=client.basic_auth("frontend", frontend))
+    assert issued.status == 200, issued.text
+    url = issued.json()["url"]
+    assert url == f"ws://127.0.0.1:{websocket_port}/ws/demo/notifications"
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession() as session:
+        while True:  # daphne may still be starting
+            try:
+                socket = await session.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5))
+                break
+            except aiohttp.ClientConnectionError:
+                assert time.monotonic() < deadline, f"daphne never accepted\n{serve.log_tail()}"
+                await asyncio.sleep(0.1)
+        async with socket:
+            await socket.send_json({"type": "auth", "token": issued.json()["token"]})
+            welcome = await socket.receive_json(timeout=10)
+            assert welcome["type"] == "authenticated" and welcome["username"] == "demo-user", welcome
+            pushed = await asyncio.to_thread(client.request, "POST", base + "/demo/notify",
+                                             json={"text": "Hello from the embedded platform"},
+                                             headers=client.basic_auth("backend", backend))
+            assert pushed.status == 200, pushed.text
+            return await socket.receive_json(timeout=10)

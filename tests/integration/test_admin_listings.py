@@ -293,7 +293,35 @@ def _totp_devices(count: int, start: int) -> None:
     TOTPDevice.objects.bulk_create(TOTPDevice(user=user, encrypted_key="not-a-key") for user in users)
 
 
+def _websocket_channels(count: int, start: int) -> None:
+    from integration.models import WebSocketChannel, WebSocketClient
+
+    service = DeployedService.objects.get(name="demo.echo")
+    browsers, _ = JWTDefinition.objects.get_or_create(name="listing-jwt", defaults={"username": "listing-jwt"})
+    channels = WebSocketChannel.objects.bulk_create(
+        WebSocketChannel(name=f"ws-{i:05d}", path=f"/ws/things/{i:05d}", service=service,
+                         security=browsers if i % 2 else None)
+        for i in range(start, start + count)
+    )
+    WebSocketClient.objects.bulk_create(  # every channel lists its live client count
+        WebSocketClient(channel=channel, client_id=f"{channel.pk:032x}") for channel in channels
+    )
+
+
+def _websocket_clients(count: int, start: int) -> None:
+    from integration.models import WebSocketChannel, WebSocketClient
+
+    channel, _ = WebSocketChannel.objects.get_or_create(
+        name="listing-ws", defaults={"path": "/ws/listing", "service": DeployedService.objects.get(name="demo.echo")})
+    WebSocketClient.objects.bulk_create(
+        WebSocketClient(channel=channel, client_id=f"{i:032x}", username=f"user-{i}")
+        for i in range(start, start + count)
+    )
+
+
 BUILDERS: dict[str, Callable[[int, int], None]] = {
+    "integration.WebSocketChannel": _websocket_channels,
+    "integration.WebSocketClient": _websocket_clients,
     "accounts.LoginAttempt": _login_attempts,
     "accounts.TOTPDevice": _totp_devices,
     "scheduling.Job": _jobs,

@@ -1,8 +1,15 @@
 """``python manage.py serve``: start the whole platform in one command and stop it with Ctrl-C.
 
-Children: gunicorn (HTTP: admin, management API, REST channels) on ``PORT``, a Celery
-worker and one Celery beat. Each runs in its own process group; SIGINT or SIGTERM to
-this command, or any child exiting, stops them all.
+Children: gunicorn (HTTP: admin, management API, REST channels) on ``PORT``, daphne
+(WebSocket channels) on ``WEBSOCKET_PORT``, a Celery worker and one Celery beat, all bound
+to 127.0.0.1. Each runs in its own process group; SIGINT or SIGTERM to this command, or any
+child exiting, stops them all.
+
+Why two ports: gunicorn's sync workers serve REST several times faster than daphne, but
+cannot hold WebSockets; daphne holds thousands of idle sockets in one process. Pages learn
+where the sockets are from ``integration.builtin.websocket.websocket_url`` (the request's
+host at ``WEBSOCKET_PORT``, or ``WEBSOCKET_PUBLIC_URL`` behind a load balancer that routes
+upgrades to daphne). Daphne serves HTTP as well, more slowly; nothing needs it to.
 """
 
 from __future__ import annotations
@@ -15,20 +22,68 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+
+HOST = "127.0.0.1"
+
+
+def daphne_argv(python: str, port: int, max_message_size: int) -> list[str]:
+    """Daphne's command line, as serve runs it (the end-to-end tests run this very one).
+
+    * ``--websocket_timeout -1``: daphne would otherwise close every connection after a day;
+      channels have their own idle timeout.
+    * ``--websocket-max-message-size`` (and the frame size): daphne refuses larger messages
+      with 1009 before a channel sees them; above each channel's ``max_message_size`` the
+      channel answers for itself (an error message, then 4009).
+    * Pings: ``WEBSOCKET_PING_INTERVAL`` and ``WEBSOCKET_PING_TIMEOUT``, for every channel.
+    """
+    return [
+        python, "-m", "daphne", "-b", HOST, "-p", str(port),
+        "--websocket_timeout", "-1",
+        "--websocket-max-message-size", str(max_message_size),
+        "--websocket-max-frame-size", str(max_message_size),
+        "--ping-interval", str(settings.WEBSOCKET_PING_INTERVAL),
+        "--ping-timeout", str(settings.WEBSOCKET_PING_TIMEOUT),
+        "config.asgi:application",
+    ]
+
+
+def daphne_message_limit() -> int:
+    """``WEBSOCKET_MAX_MESSAGE_SIZE``, or more when a channel allows more (read once, at start).
+
+    One byte over a channel's limit must still reach the channel, which closes with 4009 and
+    says why; daphne's own 1009 says nothing. A channel raised above this later is enforced
+    by daphne's limit until the next start.
+    """
+    from django.db import DatabaseError
+    from django.db.models import Max
+
+    from integration.models import WebSocketChannel
+
+    try:
+        largest = WebSocketChannel.objects.aggregate(largest=Max("max_message_size"))["largest"] or 0
+    except DatabaseError:
+        largest = 0
+    return max(settings.WEBSOCKET_MAX_MESSAGE_SIZE, largest + 1)
 
 
 class Command(BaseCommand):
-    help = "Run web server, Celery worker and beat until interrupted."
+    help = "Run the web server, the WebSocket server, a Celery worker and beat until interrupted."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--no-celery", action="store_true", help="Start only the web server.")
+        parser.add_argument("--no-celery", action="store_true", help="Start only the web and WebSocket servers.")
 
     def handle(self, *args: Any, no_celery: bool = False, **options: Any) -> None:
         python = sys.executable
-        env = {**os.environ, "PORT": str(settings.PORT), "WEB_WORKERS": str(settings.WEB_WORKERS)}
+        if settings.WEBSOCKET_PORT == settings.PORT:
+            raise CommandError(f"PORT and WEBSOCKET_PORT are both {settings.PORT}: gunicorn and daphne need one each")
+        env = {
+            **os.environ, "PORT": str(settings.PORT), "WEB_WORKERS": str(settings.WEB_WORKERS),
+            "WEBSOCKET_PORT": str(settings.WEBSOCKET_PORT),  # pages served by gunicorn point browsers there
+        }
         commands = [
             ("web", [python, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi:application"]),
+            ("websockets", daphne_argv(python, settings.WEBSOCKET_PORT, daphne_message_limit())),
         ]
         if not no_celery:
             commands += [
@@ -48,8 +103,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         for name, command in commands:
             children[name] = subprocess.Popen(command, env=env, cwd=settings.BASE_DIR, start_new_session=True)
-        self.stdout.write(f"Switchboard is starting at http://127.0.0.1:{settings.PORT}/ (admin: /admin/); "
-                          "Ctrl-C stops it.")
+        self.stdout.write(
+            f"Switchboard is starting at http://{HOST}:{settings.PORT}/ (admin: /admin/), WebSocket channels at "
+            f"ws://{HOST}:{settings.WEBSOCKET_PORT}/ (try http://{HOST}:{settings.PORT}/demo/notifications); "
+            "Ctrl-C stops it."
+        )
         try:
             while not stopping:
                 for name, child in children.items():
