@@ -12,6 +12,11 @@ PYTEST_WORKERS ?= 2
 # Browser tests drive Debian's Chromium; `make test` installs the package when it is missing.
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Zato's own WebSocket client, in a virtualenv of its own (its old dependencies must not touch
+# .venv): the tests check that zato-websocket-client 1.6.1 works unchanged against our channels.
+ZATO_VENV := var/zato-client-venv
+ZATO_STAMP := $(ZATO_VENV)/.installed-stamp
+ZATO_PIP := $(ZATO_VENV)/bin/pip install --quiet --disable-pip-version-check
 # Local development starts without the TOTP step; production (the setting's default) requires it.
 ADMIN_REQUIRE_TOTP ?= false
 
@@ -38,7 +43,16 @@ $(CHROMIUM):
 	  || (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get update \
 	      && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium)
 
-test: venv $(CHROMIUM) ## ruff, Django checks, migrations check and the whole test suite (PostgreSQL + Redis)
+$(ZATO_STAMP):
+	python3 -m venv $(ZATO_VENV)
+	$(ZATO_PIP) requests==2.34.2 gevent==26.9.0 ws4py==0.6.0 six==1.17.0 future==1.0.0 lxml==6.1.3 \
+	  zato-ext-bunch==1.3 hvac==2.4.0 typing_extensions==4.16.0 ujson==6.1.0 'setuptools<58' wheel
+	$(ZATO_PIP) --no-deps zato-client==3.2.1 zato-websocket-client==1.6.1 zato-common==3.2.1 \
+	  zato-vault-client==1.4 SQLAlchemy==1.3.24
+	$(ZATO_PIP) --no-deps --no-build-isolation dictalchemy==0.1.2.7 anyjson==0.3.3
+	touch $(ZATO_STAMP)
+
+test: venv $(CHROMIUM) $(ZATO_STAMP) ## ruff, Django checks, migrations check and the whole test suite (PostgreSQL + Redis)
 	$(VENV)/bin/ruff check .
 	$(TEST_ENV) $(PY) manage.py createdb
 	$(TEST_ENV) $(PY) manage.py check

@@ -87,10 +87,12 @@ def layer(settings: Any) -> str:
     if not settings.REDIS_URL:
         pytest.skip("needs Redis (make test sets REDIS_URL)")
     prefix = f"test-ws-{uuid.uuid4().hex[:12]}"
+    # The hosts as settings give them (with the socket timeout above channels-redis's 5 s wait).
+    hosts = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [settings.REDIS_URL], "prefix": prefix},
+            "CONFIG": {"hosts": hosts, "prefix": prefix},
         }
     }
     return prefix
@@ -905,8 +907,8 @@ def test_zatos_own_websocket_client_works_unchanged(app, jwt_channel, server_env
     """zato-websocket-client 1.6.1, from a virtualenv of its own, against a real daphne process."""
     python = ZATO_PYTHON if ZATO_PYTHON.is_absolute() else Path(__file__).resolve().parents[2] / ZATO_PYTHON
     if not python.exists():
-        pytest.skip(f"zato-websocket-client's virtualenv is not at {python} (set ZATO_CLIENT_PYTHON; "
-                    "see the end of ZATO-WIRE.md for installing it)")
+        pytest.skip(f"zato-websocket-client's virtualenv is not at {python} (`make test` builds it; "
+                    "or set ZATO_CLIENT_PYTHON)")
     channel, definition = jwt_channel
     channel.allowed_services = "ws-demo.classic\nws-demo.notify"
     channel.save()
