@@ -11,7 +11,7 @@ mkdir -p "$VAR"
 LOG="$VAR/run.log"
 : >"$LOG"
 status=0
-for bench in ${BENCH_ONLY:-cold_start deploy_rate rest_throughput security_throughput hot_deploy admin_list}; do
+for bench in ${BENCH_ONLY:-cold_start deploy_rate rest_throughput security_throughput hot_deploy admin_list channel_layer scheduler websocket}; do
     echo
     if ! timeout 900 "$PY" "bench/$bench.py" 2>&1 | tee -a "$LOG"; then
         echo "RESULT $bench: FAILED TO RUN (see output above)" | tee -a "$LOG"

@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -19,3 +19,11 @@ def _warm_registry(**kwargs: object) -> None:
 
     snapshot.warm()
     snapshot.ensure_poller()
+
+
+@task_prerun.connect
+def _fresh_db_connections(**kwargs: object) -> None:
+    """As Django does before each request: drop a connection that failed or outlived DB_CONN_MAX_AGE."""
+    from django.db import close_old_connections
+
+    close_old_connections()

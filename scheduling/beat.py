@@ -26,7 +26,7 @@ from typing import Any
 
 from celery import schedules
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DatabaseError, InterfaceError, connection, connections, transaction
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
@@ -36,6 +36,7 @@ from scheduling.models import Job, JobRun
 logger = logging.getLogger(__name__)
 NEVER = 365 * 24 * 3600.0
 _LOCK_KEY = 0x5357_4254  # "SWBT": the advisory lock id the beat holds
+_NO_CHANGE_SEEN = datetime(2000, 1, 1, tzinfo=UTC)  # older than any change marker
 
 
 def clock() -> datetime:
@@ -91,6 +92,14 @@ class JobScheduler(DatabaseScheduler):
         self._take_lock()
         super().__init__(*args, **kwargs)
 
+    def schedule_changed(self) -> bool:
+        """django-celery-beat's first check only notes the change marker it sees, so a job written
+        between the first read and that check (a beat starting up) would wait for the 5-minute full
+        sync; with no marker noted yet, any marker counts as a change (one extra reload at start)."""
+        if self._last_timestamp is None:
+            self._last_timestamp = _NO_CHANGE_SEEN
+        return super().schedule_changed()
+
     def enabled_models_qs(self) -> Any:
         # Every enabled task: django-celery-beat's time-window filter would hide one-time
         # jobs more than 5 minutes ahead until its next full sync.
@@ -101,7 +110,7 @@ class JobScheduler(DatabaseScheduler):
         ours = {entry.model.pk: entry for entry in entries.values() if entry.task == TASK_NAME}
         if not ours:
             return entries
-        found = Job.objects.select_related("service").filter(periodic_task_id__in=list(ours))
+        found = Job.objects.select_related("service", "periodic_task").filter(periodic_task_id__in=list(ours))
         for job in found:
             entry = ours.pop(job.periodic_task_id)
             entry.job = job
@@ -128,6 +137,19 @@ class JobScheduler(DatabaseScheduler):
                 return job.start_date - timedelta(microseconds=1)
         return now
 
+    def reserve(self, entry: Any) -> Any:
+        """The entry that moved on replaces the one sent, as in Celery's own scheduler.
+
+        django-celery-beat leaves the entry it loaded in ``_schedule``, so a reload (any job
+        written, or its 5-minute full sync) or a heap rebuilt from it put jobs back where they
+        stood at the last load: runs already sent were sent again within the grace period.
+        """
+        new_entry = super().reserve(entry)
+        for schedule in (self._schedule, self.old_schedulers):
+            if schedule is not None and schedule.get(entry.name) is entry:
+                schedule[entry.name] = new_entry
+        return new_entry
+
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
         if not isinstance(entry, JobEntry) or entry.job is None or entry.due_at is None:
             return super().apply_async(entry, producer, advance, **kwargs)
@@ -137,6 +159,43 @@ class JobScheduler(DatabaseScheduler):
             return super().apply_async(entry, producer, advance, **kwargs)
         finally:
             entry.kwargs = original
+
+    # --- Cheap with 1,000 jobs (bench/scheduler.py measures these) ---------------------------------
+
+    def sync(self) -> None:
+        """Write the sent entries' last run time and run count back, in one transaction.
+
+        django-celery-beat saves each entry with a SELECT, a uniqueness check and a full
+        UPDATE, committed one by one: with 1,000 jobs, 8,000 queries and 4.5-11 s during which
+        nothing is sent, every 3 minutes and before each reload after an edit (Django's
+        ``bulk_update`` still takes 0.3-0.5 s; this takes 50-90 ms). Only these two columns are
+        written, as django-celery-beat writes only them, so edits made meanwhile are kept.
+        """
+        names, self._dirty = self._dirty, set()
+        loaded = self._schedule or {}
+        models = [loaded[name].model for name in names if name in loaded]
+        if not models:
+            return
+        ops = connection.ops
+        table = ops.quote_name(self.Model._meta.db_table)
+        rows = [(ops.adapt_datetimefield_value(model.last_run_at), model.total_run_count, model.pk)
+                for model in models]
+        sql = f"UPDATE {table} SET last_run_at = %s, total_run_count = %s WHERE id = %s"  # noqa: S608 - values are parameters
+        try:  # an unusable connection was closed by the last tick's change check (django-celery-beat's)
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.executemany(sql, rows)
+        except (DatabaseError, InterfaceError):
+            logger.exception("Could not write back the run counts of %s tasks; will retry", len(models))
+            self._dirty |= names
+
+    def schedules_equal(self, old_schedules: Any, new_schedules: Any) -> bool:
+        """Celery compares every entry field by field on every tick (1.5 ms with 1,000 entries,
+        per task sent); entries that are the very same objects are equal without that."""
+        if (not self._heap_invalidated and old_schedules is not None and new_schedules is not None
+                and old_schedules.keys() == new_schedules.keys()
+                and all(old_schedules[name] is entry for name, entry in new_schedules.items())):
+            return True
+        return super().schedules_equal(old_schedules, new_schedules)
 
     # --- One beat only ----------------------------------------------------------------------------
 

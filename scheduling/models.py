@@ -152,8 +152,18 @@ class Job(models.Model):
     def validate_new_plan(self, now: datetime | None = None) -> None:
         """Checks that only make sense when a plan is set, not when a job is merely renamed."""
         now = now or timezone.now()
-        if self.is_active and self.job_type == plans.ONE_TIME and self.start_date and self.start_date <= now:
+        if not self.is_active or self.start_date is None:
+            return
+        if self.job_type == plans.ONE_TIME and self.start_date <= now:
             raise ValidationError({"start_date": "The start date of a one-time job must be in the future"})
+        try:
+            upcoming = self.plan().next_after(now)
+        except plans.PlanError:
+            return  # clean() reports it, naming the field
+        if upcoming is None:
+            field = "repeats" if self.job_type == plans.INTERVAL_BASED else "cron_definition"
+            raise ValidationError({field: "This plan has no run left after now: give a later start date"
+                                          + (" or more repeats" if field == "repeats" else "")})
 
 
 class JobRun(models.Model):

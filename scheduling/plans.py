@@ -240,6 +240,11 @@ class Plan:
         for _ in range(_SEARCH_DAYS):
             if cron.matches_day(day):
                 for hour in cron.hours:
+                    # Local times map to instants in order (DST rules included), so an hour whose
+                    # last candidate is not after `floor` has none that is: skip its minutes
+                    # (`* * * * *` late in the day: 0.1 ms instead of 6 ms).
+                    if to_utc(datetime(day.year, day.month, day.day, hour, cron.minutes[-1]), self.tz) <= floor:
+                        continue
                     for minute in cron.minutes:
                         instant = to_utc(datetime(day.year, day.month, day.day, hour, minute), self.tz)
                         if instant > floor:

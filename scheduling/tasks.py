@@ -93,14 +93,22 @@ def _retire_if_done(job: Job, planned: datetime) -> None:
 
 @worker_ready.connect
 def _mark_interrupted_runs(sender: Any = None, **kwargs: Any) -> None:
-    """Runs this worker (by name) had started before it was killed will not finish: say so."""
+    """Runs this worker (by name) had started before it was killed will not finish: say so.
+
+    An interrupted run still counts as the job's run for that time, so a job it was the last
+    run of (a one-time job, the last repeat) becomes inactive, as after any other last run.
+    """
     hostname = getattr(sender, "hostname", None)
     if not hostname:
         return
-    count = JobRun.objects.filter(status=JobRun.Status.RUNNING, worker=hostname).update(
+    running = JobRun.objects.filter(status=JobRun.Status.RUNNING, worker=hostname)
+    scheduled = list(running.filter(manual=False).select_related("job"))
+    count = running.update(
         status=JobRun.Status.ERROR, finished=timezone.now(),
         error="Interrupted: the worker stopped during the run; it is not run again",
     )
+    for run in scheduled:
+        _retire_if_done(run.job, run.scheduled_for)
     if count:
         logger.warning("%s run(s) interrupted when worker %s stopped are marked as failed", count, hostname)
 

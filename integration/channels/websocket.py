@@ -83,7 +83,9 @@ service holds up neither the event loop nor other connections; one connection ru
 most ``WEBSOCKET_MAX_CONCURRENT_REQUESTS`` at a time, and replies may come out of order
 (match them by id). Timers (new-token wait, idle, session expiry), the check for changed
 configuration and the rows of connected clients are driven by one supervisor task per
-event loop, not one per connection.
+event loop, not one per connection. Pushes to a channel or a user arrive once per process
+and are handed to its connections there (``GroupHub``); pushes to one client arrive on its
+connection's own layer channel.
 """
 
 from __future__ import annotations
@@ -149,6 +151,10 @@ STATUS_FOR_CLOSE = {
 
 TICK = 0.5  # seconds between the supervisor's checks of timers and configuration
 GROUP_REFRESH = 6 * 3600.0  # re-join layer groups this often (channels-redis forgets them after a day)
+# Layer group changes in flight per event loop. channels-redis uses redis-py's asyncio pool, which holds
+# at most 100 connections per loop and raises MaxConnectionsError beyond that instead of waiting: a burst
+# of connections would close with 4003 and a burst of disconnections would leave stale group members.
+LAYER_CONCURRENCY = 50
 MAX_ID_LENGTH = 200
 MAX_CREDENTIAL_LENGTH = 8192
 FORBIDDEN_TEXT = "You are not authorized to access this resource"  # Zato's words
@@ -336,6 +342,8 @@ class Supervisor:
         self.cleaned_at = 0.0
         self.executor: ThreadPoolExecutor | None = None
         self.started: list[int] = [0]  # threads the current executor has started
+        self.layer_slots = asyncio.Semaphore(LAYER_CONCURRENCY)  # see LAYER_CONCURRENCY
+        self.hub: GroupHub | None = None
 
     def add(self, consumer: WebSocketChannelConsumer) -> None:
         self.consumers.add(consumer)
@@ -399,9 +407,19 @@ class Supervisor:
             self.snap = snap
         for consumer in list(self.consumers):
             consumer.tick(now, snap if changed else None)
+        hub = self.hub
+        if hub is not None and now - hub.refreshed_at > GROUP_REFRESH:
+            hub.refreshed_at = now
+            async with self.layer_slots:
+                await hub.refresh()
         if now - self.flushed_at >= settings.WEBSOCKET_CLIENT_UPDATE_INTERVAL:
             self.flushed_at = now
             await self.flush(now)
+
+    def group_hub(self, layer: Any) -> GroupHub:
+        if self.hub is None:
+            self.hub = GroupHub(layer)
+        return self.hub
 
     async def flush(self, now: float) -> None:
         """Report this process's connections alive and write the counters that moved (one batch)."""
@@ -416,6 +434,96 @@ class Supervisor:
             await self.in_thread(write_client_rows, changed, clean)
         except Exception as exc:
             logger.warning("Could not update the rows of connected WebSocket clients: %s", exc)
+
+
+@dataclass(eq=False)
+class SharedGroup:
+    """A group this process has joined once for all its local members, with its own layer channel."""
+
+    layer_channel: str
+    members: set[Any]
+    joined: asyncio.Future
+    task: asyncio.Task | None = None
+
+
+class GroupHub:
+    """One layer channel per channel group and per user group in a process, fanning pushes out locally.
+
+    Channels' way, each connection receives its pushes on a layer channel of its own: a push
+    to the 1,000 clients of a channel is 1,000 receives in channels-redis (each a task, an
+    ``asyncio.wait`` and a lock waiter) and 1,000 consumer dispatches, about four times what
+    daphne itself spends sending the 1,000 frames (``bench/websocket.py``). Here the process
+    joins a channel's or a user's group once, receives each push to it once, and hands it to
+    its local members in one loop. A connection's own group (push to one client, the admin's
+    disconnect) stays on the connection's layer channel.
+    """
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.groups: dict[str, SharedGroup] = {}
+        self.refreshed_at = time.monotonic()
+
+    async def join(self, group: str, consumer: Any) -> None:
+        """Add a local member; the first one joins the layer group (pushes reach it once this returns)."""
+        shared = self.groups.get(group)
+        if shared is None:
+            name = await self.layer.new_channel()
+            shared = self.groups[group] = SharedGroup(name, set(), asyncio.get_running_loop().create_future())
+            shared.task = asyncio.ensure_future(self._deliver(group, shared))
+            try:
+                await self.layer.group_add(group, name)
+            except BaseException as exc:
+                if self.groups.get(group) is shared:
+                    del self.groups[group]
+                shared.task.cancel()
+                shared.joined.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                shared.joined.exception()  # retrieved: members waiting below re-raise it
+                raise
+            shared.joined.set_result(True)
+        shared.members.add(consumer)
+        await asyncio.shield(shared.joined)
+
+    async def leave(self, group: str, consumer: Any) -> None:
+        """Remove a local member; the last one leaves the layer group."""
+        shared = self.groups.get(group)
+        if shared is None or consumer not in shared.members:
+            return
+        shared.members.discard(consumer)
+        if shared.members:
+            return
+        del self.groups[group]
+        with contextlib.suppress(Exception):
+            await asyncio.shield(shared.joined)  # a join still on its way would add the channel after
+        if shared.task is not None:
+            shared.task.cancel()
+        await self.layer.group_discard(group, shared.layer_channel)
+
+    async def refresh(self) -> None:
+        """Re-join every group (channels-redis forgets members after ``group_expiry``, a day)."""
+        for group, shared in list(self.groups.items()):
+            try:
+                await self.layer.group_add(group, shared.layer_channel)
+            except Exception as exc:
+                logger.warning("Could not refresh the WebSocket push group %s: %s", group, exc)
+
+    async def _deliver(self, group: str, shared: SharedGroup) -> None:
+        while True:
+            try:
+                event = await self.layer.receive(shared.layer_channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("Receiving pushes for %s failed (%s); trying again in a second", group, exc)
+                await asyncio.sleep(1.0)
+                continue
+            if event.get("type") != pushes.PUSH_EVENT:
+                logger.warning("Unexpected %r event in the WebSocket push group %s", event.get("type"), group)
+                continue
+            for consumer in list(shared.members):
+                try:
+                    await consumer.ws_push(event)
+                except Exception:
+                    logger.exception("A push to WebSocket %s failed", getattr(consumer, "client_id", "?"))
 
 
 _supervisors: dict[asyncio.AbstractEventLoop, Supervisor] = {}
@@ -439,10 +547,8 @@ def write_client_rows(changed: list[tuple[int, int, int]], clean: bool) -> None:
     now = timezone.now()
     try:
         WebSocketClient.objects.filter(server_id=SERVER_ID).update(last_seen=now)
-        if changed:
-            rows = [WebSocketClient(pk=pk, messages_in=count_in, messages_out=count_out)
-                    for pk, count_in, count_out in changed]
-            WebSocketClient.objects.bulk_update(rows, ["messages_in", "messages_out"], batch_size=500)
+        for start in range(0, len(changed), COUNTER_BATCH):
+            write_counters(changed[start:start + COUNTER_BATCH])
         if clean:
             # Rows of processes that died (no update for several intervals), and of an earlier run of this pid.
             WebSocketClient.objects.stale().delete()
@@ -450,6 +556,39 @@ def write_client_rows(changed: list[tuple[int, int, int]], clean: bool) -> None:
              .exclude(server_id=SERVER_ID).delete())
     finally:
         close_old_connections()
+
+
+COUNTER_BATCH = 500  # rows per UPDATE: 2,500 parameters, well under SQLite's limit
+
+
+def write_counters(rows: list[tuple[int, int, int]]) -> None:
+    """Set (pk, messages_in, messages_out) of these rows in one UPDATE with two CASE expressions.
+
+    Django's ``bulk_update`` writes the same statement but compiles an expression object per
+    row: about 250 µs each, in a thread that holds the GIL against the event loop, so a push to
+    1,000 clients followed by the periodic flush stalled the next push by a quarter of a second
+    (``bench/websocket.py``). Built as text here it is a few microseconds a row.
+    """
+    from django.db import connection
+
+    from integration.models import WebSocketClient
+
+    if not rows:
+        return
+    meta, quote = WebSocketClient._meta, connection.ops.quote_name
+    pk = quote(meta.pk.column)
+    whens = " ".join(["WHEN %s THEN CAST(%s AS BIGINT)"] * len(rows))
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET "  # noqa: S608 - names from the model, values as parameters
+        f"{quote(meta.get_field('messages_in').column)} = CASE {pk} {whens} END, "
+        f"{quote(meta.get_field('messages_out').column)} = CASE {pk} {whens} END "
+        f"WHERE {pk} IN ({', '.join(['%s'] * len(rows))})"
+    )
+    params: list[int] = [value for row_id, count_in, _ in rows for value in (row_id, count_in)]
+    params += [value for row_id, _, count_out in rows for value in (row_id, count_out)]
+    params += [row_id for row_id, _, _ in rows]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def insert_client_row(channel_id: int, client_id: str, username: str, remote_addr: str) -> int | None:
@@ -527,6 +666,7 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         self.jwt_checked_at = 0.0
         self.client_id = uuid.uuid4().hex
         self.groups_joined: list[str] = []
+        self.shared_groups: list[str] = []
         self.groups_joined_at = 0.0
         self.row_id: int | None = None
         self.row_task: asyncio.Task | None = None
@@ -588,15 +728,21 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
             self.jwt_valid_until = now + login.jwt_ttl - settings.JWT_SESSION_RECHECK
         if not first:
             return
-        groups = [pushes.client_group(self.client_id), pushes.channel_group(self.channel.id)]
+        shared = [pushes.channel_group(self.channel.id)]
         if login.username:
-            groups.append(pushes.user_group(login.username))
-        await self._join(groups)
+            shared.append(pushes.user_group(login.username))
+        await self._join([pushes.client_group(self.client_id)])
+        hub = self.supervisor.group_hub(self.channel_layer)
+        async with self.supervisor.layer_slots:
+            for group in shared:
+                self.shared_groups.append(group)
+                await hub.join(group, self)
         self.row_task = asyncio.ensure_future(self._insert_row())
 
     async def _join(self, groups: list[str]) -> None:
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        async with self.supervisor.layer_slots:
+            for group in groups:
+                await self.channel_layer.group_add(group, self.channel_name)
         self.groups_joined = groups
         self.groups_joined_at = time.monotonic()
 
@@ -614,9 +760,14 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
             return
         for task in list(getattr(self, "tasks", ())):
             task.cancel()
-        for group in getattr(self, "groups_joined", ()):
-            with contextlib.suppress(Exception):
-                await self.channel_layer.group_discard(group, self.channel_name)
+        async with self.supervisor.layer_slots:
+            for group in getattr(self, "groups_joined", ()):
+                with contextlib.suppress(Exception):
+                    await self.channel_layer.group_discard(group, self.channel_name)
+            hub = self.supervisor.hub
+            for group in getattr(self, "shared_groups", ()) if hub is not None else ():
+                with contextlib.suppress(Exception):
+                    await hub.leave(group, self)
         row_task = getattr(self, "row_task", None)
         if row_task is not None:
             with contextlib.suppress(Exception):

@@ -165,3 +165,17 @@ def test_reactivating_a_used_up_one_time_job_needs_a_new_start_date(recorder) ->
     job.start_date = timezone.now() + timedelta(days=1)
     jobs.set_active(job, True)
     assert job.next_run() == job.start_date
+
+
+def test_reactivating_a_used_up_interval_job_is_refused_until_it_has_runs_left(recorder) -> None:
+    start = timezone.now() - timedelta(hours=3)
+    job = jobs.save_job(Job(name="used-up", service=recorder, job_type=Job.JobType.INTERVAL_BASED,
+                            start_date=start, minutes=30, repeats=2, is_active=False), plan_changed=False)
+    with pytest.raises(ValidationError) as caught:
+        jobs.set_active(job, True)
+    assert "repeats" in caught.value.message_dict
+    job.refresh_from_db()
+    assert not job.is_active
+    job.repeats = 20
+    jobs.set_active(job, True)
+    assert job.next_run() is not None

@@ -1,0 +1,237 @@
+"""The beat's decisions with a controlled clock: DST days, restarts, stalls, re-activation, reloads.
+
+Also what a restarted worker does about the runs it was killed in the middle of.
+
+The real ``JobScheduler`` runs in this process on the test's database, ticked by Celery's own
+``Scheduler.tick``; only its clock and its broker are replaced (see ``beat_harness``). Each test
+reads what the beat sent: (job, planned time, beat time at the send). Restarting the beat is
+building a new scheduler, as a new process would, with nothing carried over but the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from integration.models import DeployedService
+from scheduling import jobs
+from scheduling.models import Job, JobRun
+from scheduling.tasks import _mark_interrupted_runs
+from tests.scheduling.beat_harness import Beat, Clock, Sent, close_beats, install, planned_of, release_beat_lock
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock_and_outbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Clock, list[Sent]]]:
+    yield install(monkeypatch, T0)
+    close_beats()
+    release_beat_lock()
+
+
+@pytest.fixture
+def clock(clock_and_outbox: tuple[Clock, list[Sent]]) -> Clock:
+    return clock_and_outbox[0]
+
+
+@pytest.fixture
+def outbox(clock_and_outbox: tuple[Clock, list[Sent]]) -> list[Sent]:
+    return clock_and_outbox[1]
+
+
+@pytest.fixture
+def service(deploy) -> DeployedService:
+    deploy("beat_target.py", """
+        from integration.services import Service
+
+        class Target(Service):
+            def handle(self):
+                pass
+    """)
+    return DeployedService.objects.get(name="beat-target.target")
+
+
+def interval_job(service: DeployedService, name: str, start: datetime, seconds: int, **fields) -> Job:
+    return jobs.save_job(Job(name=name, service=service, job_type=Job.JobType.INTERVAL_BASED, start_date=start,
+                             seconds=seconds, **fields))
+
+
+def cron_job(service: DeployedService, name: str, expression: str, zone: str) -> Job:
+    return jobs.save_job(Job(name=name, service=service, job_type=Job.JobType.CRON_STYLE, start_date=utc(2026, 1, 1),
+                             cron_definition=expression, timezone=zone))
+
+
+def one_time_job(service: DeployedService, name: str, at: datetime, now: datetime) -> Job:
+    return jobs.save_job(Job(name=name, service=service, job_type=Job.JobType.ONE_TIME, start_date=at), now=now)
+
+
+def test_a_reload_for_another_job_does_not_send_past_runs_again(clock, outbox, service) -> None:
+    # A reload (any job written, or django-celery-beat's 5-minute full sync) used to put every job
+    # back where it stood at the previous load, re-sending its runs of the last grace period.
+    job = interval_job(service, "every-10s", T0 + timedelta(seconds=5), 10)
+    beat = Beat(clock)
+    beat.run_for(30)
+    assert planned_of(outbox, job.pk) == [T0 + timedelta(seconds=s) for s in (5, 15, 25)]
+    interval_job(service, "unrelated", T0 + timedelta(hours=5), 10)
+    beat.run_for(12)
+    assert planned_of(outbox, job.pk) == [T0 + timedelta(seconds=s) for s in (5, 15, 25, 35)]
+    beat.close()
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # 02:30 does not exist in Warsaw on 29 March 2026: it runs once, when the clocks jump (01:00 UTC).
+        ("30 2 * * *", [utc(2026, 3, 29, 1, 0)]),
+        # 02:00-02:45 and 03:00 all fall on the jump: one run there, none lost around it, none doubled.
+        ("*/15 * * * *", [utc(2026, 3, 29, 0, 0), utc(2026, 3, 29, 0, 15), utc(2026, 3, 29, 0, 30),
+                          utc(2026, 3, 29, 0, 45), utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 1, 15),
+                          utc(2026, 3, 29, 1, 30), utc(2026, 3, 29, 1, 45)]),
+    ],
+)
+def test_spring_forward_day_runs_a_skipped_time_once_at_the_jump(clock, outbox, service, expression,
+                                                                  expected) -> None:
+    clock.now = utc(2026, 3, 28, 23, 50)  # 00:50 in Warsaw (CET, UTC+1)
+    job = cron_job(service, "warsaw", expression, "Europe/Warsaw")
+    beat = Beat(clock, max_interval=60)
+    beat.run_for(2 * 3600 + 5 * 60)  # to 01:55 UTC = 03:55 CEST
+    assert planned_of(outbox, job.pk) == expected
+    assert all(timedelta(0) <= item.at - item.planned < timedelta(seconds=1) for item in outbox)  # on time
+    beat.close()
+
+
+def test_fall_back_day_runs_a_repeated_time_once_even_across_a_restart(clock, outbox, service) -> None:
+    # 25 October 2026, Warsaw: 03:00 CEST becomes 02:00 CET, so 02:00-02:59 happens twice
+    # (00:00-00:59 UTC, then 01:00-01:59 UTC). Each time runs at its first occurrence only.
+    clock.now = utc(2026, 10, 24, 23, 50)
+    daily = cron_job(service, "warsaw-0230", "30 2 * * *", "Europe/Warsaw")
+    quarter = cron_job(service, "warsaw-quarter", "*/15 * * * *", "Europe/Warsaw")
+    beat = Beat(clock, max_interval=60)
+    beat.run_for(80 * 60)  # to 01:10 UTC: the second 02:10 local
+    beat.close()
+    beat = Beat(clock, max_interval=60)  # a restart inside the repeated hour starts over from the rows
+    beat.run_for(66 * 60)  # to 02:16 UTC = 03:16 CET
+    assert planned_of(outbox, daily.pk) == [utc(2026, 10, 25, 0, 30)]
+    assert planned_of(outbox, quarter.pk) == [
+        utc(2026, 10, 25, 0, 0), utc(2026, 10, 25, 0, 15), utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 0, 45),
+        # quiet during the second 02:xx (01:00-01:59 UTC), then 03:00 and 03:15 CET
+        utc(2026, 10, 25, 2, 0), utc(2026, 10, 25, 2, 15),
+    ]
+    beat.close()
+
+
+def test_a_restart_neither_repeats_nor_catches_up(clock, outbox, service) -> None:
+    grace = settings.SCHEDULER_MISFIRE_GRACE
+    every = interval_job(service, "every-10s", T0 + timedelta(seconds=5), 10)
+    first = Beat(clock)
+    first.run_for(30)
+    first.close()  # killed: no final sync
+    down = clock()
+    clock.advance(120)  # the platform is down for two minutes
+    late = one_time_job(service, "late", clock() - timedelta(seconds=grace / 2), now=down)
+    missed = one_time_job(service, "missed", clock() - timedelta(seconds=grace + 30), now=down)
+    second = Beat(clock)
+    second.run_for(30)
+    second.close()
+
+    restart = second.started_at
+    before = [item.planned for item in outbox if item.at < restart and item.job_id == every.pk]
+    after = [item.planned for item in outbox if item.at >= restart and item.job_id == every.pk]
+    assert before == [T0 + timedelta(seconds=s) for s in (5, 15, 25)]
+    assert after == [restart + timedelta(seconds=s) for s in (5, 15, 25)]  # the grid goes on from now
+    # The one-time job planned within the grace period runs (late, once); the older one is missed.
+    assert planned_of(outbox, late.pk) == [late.start_date]
+    assert planned_of(outbox, missed.pk) == []
+    missed.refresh_from_db()
+    assert not missed.is_active
+    assert list(missed.runs.values_list("status", "scheduled_for")) == [(JobRun.Status.MISSED, missed.start_date)]
+
+
+@pytest.mark.parametrize(("stall", "caught_up"), [(23, 2), (95, 0)])
+def test_a_stalled_beat_runs_late_within_the_grace_period_and_skips_beyond_it(clock, outbox, service, stall,
+                                                                             caught_up) -> None:
+    job = interval_job(service, "every-10s", T0 + timedelta(seconds=5), 10)
+    grid = [T0 + timedelta(seconds=5 + 10 * k) for k in range(20)]
+    beat = Beat(clock)
+    beat.run_for(10)  # sends T0+5
+    clock.advance(stall)  # no tick at all: a beat stuck, say, in a slow database call
+    resumed = clock()
+    beat.run_for(20)
+    planned = planned_of(outbox, job.pk)
+    assert [time for time in planned if time <= resumed] == grid[: 1 + caught_up]
+    assert [time for time in planned if time > resumed] == [time for time in grid if resumed < time <= clock()]
+    beat.close()
+
+
+def test_re_activating_does_not_fire_at_once_only_at_the_next_planned_time(clock, outbox, service) -> None:
+    job = interval_job(service, "every-minute", T0 + timedelta(seconds=1), 60)
+    grid = [T0 + timedelta(seconds=1 + 60 * k) for k in range(10)]
+    beat = Beat(clock)
+    beat.run_for(62)  # T0+1 and T0+61
+    jobs.set_active(job, False)
+    beat.run_for(200)  # to T0+262: nothing, though three runs were planned
+    assert planned_of(outbox, job.pk) == grid[:2]
+    jobs.set_active(job, True)  # 21 s after a planned time
+    beat.run_for(38)
+    assert planned_of(outbox, job.pk) == grid[:2]  # not fired at once, nothing made up
+    beat.run_for(2)
+    assert planned_of(outbox, job.pk) == [*grid[:2], grid[5]]
+    beat.close()
+
+
+def test_an_edit_re_reads_the_plan_and_a_deletion_stops_the_job(clock, outbox, service) -> None:
+    job = interval_job(service, "edited", T0 + timedelta(seconds=2), 10)
+    beat = Beat(clock)
+    beat.run_for(15)  # T0+2, T0+12
+    job.seconds, job.start_date = 3, T0 + timedelta(seconds=100)
+    jobs.save_job(job)
+    beat.run_for(80)  # nothing until the new start
+    beat.run_for(12)  # T0+100, T0+103, T0+106
+    job_id = job.pk
+    jobs.delete_job(job)
+    beat.run_for(10)
+    assert planned_of(outbox, job_id) == [T0 + timedelta(seconds=s) for s in (2, 12, 100, 103, 106)]
+    beat.close()
+
+
+def test_a_restarted_worker_marks_its_cut_off_runs_and_retires_a_job_that_has_no_run_left(service) -> None:
+    # What a worker killed mid-run leaves: rows still "running" under its name (the e2e test kills one).
+    now = timezone.now()
+    once = one_time_job(service, "once", now + timedelta(seconds=1), now=now)
+    hourly = interval_job(service, "hourly", now + timedelta(seconds=1), 3600)
+    cut_off = [JobRun.objects.create(job=job, scheduled_for=job.start_date, started=now, worker="w1@host")
+               for job in (once, hourly)]
+    elsewhere = JobRun.objects.create(job=hourly, scheduled_for=hourly.start_date + timedelta(hours=1), started=now,
+                                      worker="w2@host")
+    _mark_interrupted_runs(sender=SimpleNamespace(hostname="w1@host"))
+    for run in cut_off:
+        run.refresh_from_db()
+        assert run.status == JobRun.Status.ERROR and run.error.startswith("Interrupted") and run.finished
+    elsewhere.refresh_from_db()
+    assert elsewhere.status == JobRun.Status.RUNNING  # another worker's run is that worker's business
+    once.refresh_from_db()
+    hourly.refresh_from_db()
+    assert not once.is_active  # its one run is over, cut off or not: nothing is left to run
+    assert hourly.is_active
+
+
+def test_a_job_written_while_the_beat_starts_is_noticed_on_its_next_tick(clock, outbox, service) -> None:
+    # django-celery-beat's first change check only notes the marker: a job written between the
+    # beat's first read and that check used to wait for the 5-minute full sync.
+    beat = Beat(clock)
+    beat.scheduler.tick()  # the first read of the (empty) schedule
+    job = interval_job(service, "first", T0 + timedelta(seconds=2), 10)
+    beat.run_for(3)
+    assert planned_of(outbox, job.pk) == [T0 + timedelta(seconds=2)]
+    beat.close()
