@@ -196,13 +196,9 @@ class RestChannel(models.Model):
         errors: dict[str, str] = {}
         path = (self.url_path or "").strip()
         self.url_path = path
-        if not path.startswith("/"):
-            errors["url_path"] = "The URL path must start with /."
-        elif not _PATH_CHARS.match(path):
-            errors["url_path"] = "The URL path contains characters that are not allowed in a URL."
-        elif reserved_prefix(path):
-            prefix = reserved_prefix(path)
-            errors["url_path"] = f"The URL path may not start with {prefix}, which the platform reserves."
+        problem = path_problem(path, _PATH_CHARS, "The URL path", "")
+        if problem:
+            errors["url_path"] = problem
         else:
             names = self.path_params
             stripped = _PARAM.sub("", path)
@@ -223,6 +219,18 @@ class RestChannel(models.Model):
     @property
     def path_params(self) -> list[str]:
         return _PARAM.findall(self.url_path)
+
+
+def path_problem(path: str, allowed: re.Pattern[str], what: str, chars_note: str) -> str | None:
+    """Why ``path`` cannot be a channel's path (``what`` names it in the message), or None."""
+    if not path.startswith("/"):
+        return f"{what} must start with /."
+    if not allowed.match(path):
+        return f"{what} contains characters that are not allowed in a URL{chars_note}."
+    prefix = reserved_prefix(path)
+    if prefix:
+        return f"{what} may not start with {prefix}, which the platform reserves."
+    return None
 
 
 def reserved_prefix(path: str) -> str | None:
@@ -372,12 +380,9 @@ class WebSocketChannel(models.Model):
         errors: dict[str, str] = {}
         path = (self.path or "").strip()
         self.path = path
-        if not path.startswith("/"):
-            errors["path"] = "The path must start with /."
-        elif not _WS_PATH_CHARS.match(path):
-            errors["path"] = "The path contains characters that are not allowed in a URL (and no {parameters})."
-        elif reserved_prefix(path):
-            errors["path"] = f"The path may not start with {reserved_prefix(path)}, which the platform reserves."
+        problem = path_problem(path, _WS_PATH_CHARS, "The path", " (and no {parameters})")
+        if problem:
+            errors["path"] = problem
         names = self.allowed_service_names
         self.allowed_services = "\n".join(names)
         bad = [name for name in names if len(name) > 200 or any(char.isspace() for char in name)]

@@ -9,6 +9,7 @@ import pytest
 
 from accounts import tokens
 from accounts.models import ApiKey, JWTDefinition, TechAccount
+from tests.conftest import Clock
 
 
 @pytest.fixture
@@ -48,22 +49,9 @@ def jwt_def(db: None) -> Callable[..., JWTDefinition]:
     return _make
 
 
-class Clock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self, start: float = 1_900_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
+    fake = Clock(1_900_000_000.0)
     monkeypatch.setattr(tokens, "clock", fake)
     return fake
 
