@@ -28,7 +28,7 @@ from django_celery_beat.models import (
 )
 
 from scheduling import jobs, plans
-from scheduling.models import PLAN_FIELDS, Job, JobRun
+from scheduling.models import Job, JobRun
 from scheduling.tasks import execute_now
 
 
@@ -43,11 +43,10 @@ class JobForm(forms.ModelForm):
         if self.errors:
             return
         # A new or re-planned job must be able to run: a one-time job in the past cannot.
-        if self.instance.pk is None or any(name in self.changed_data for name in PLAN_FIELDS):
-            try:
-                self.instance.validate_new_plan()
-            except ValidationError as exc:
-                self._update_errors(exc)
+        try:
+            jobs.check_new_plan(self.instance)
+        except ValidationError as exc:
+            self._update_errors(exc)
 
 
 @admin.register(Job)
@@ -130,7 +129,7 @@ class JobAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
         # The form has validated; save_job validates again inside its transaction.
-        jobs.save_job(obj, plan_changed=False)
+        jobs.save_job(obj)
 
     def delete_model(self, request: HttpRequest, obj: Job) -> None:
         jobs.delete_job(obj)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from scheduling import plans
-from scheduling.models import Job
+from scheduling.models import PLAN_FIELDS, Job
 
 TASK_NAME = "scheduling.run_job"
 
@@ -29,16 +29,29 @@ def periodic_task_name(job: Job) -> str:
     return f"switchboard-job-{job.pk}"
 
 
+def plan_changed(job: Job) -> bool:
+    """Whether ``job`` (new, or edited in memory) has a plan other than the one stored."""
+    if job.pk is None:
+        return True
+    stored = Job.objects.filter(pk=job.pk).values(*PLAN_FIELDS).first()
+    return stored is None or any(stored[name] != getattr(job, name) for name in PLAN_FIELDS)
+
+
+def check_new_plan(job: Job, *, now: datetime | None = None, changed: bool | None = None) -> None:
+    """A new or edited plan must be able to run (see ``Job.validate_new_plan``); a rename need not."""
+    if plan_changed(job) if changed is None else changed:
+        job.validate_new_plan(now or timezone.now())
+
+
 @transaction.atomic
-def save_job(job: Job, *, now: datetime | None = None, plan_changed: bool = True) -> Job:
+def save_job(job: Job, *, now: datetime | None = None, plan_changed: bool | None = None) -> Job:
     """Validate and save ``job`` with its PeriodicTask; raises ValidationError naming the field.
 
-    ``plan_changed`` (default) applies the checks that a new or edited plan must pass,
-    such as a one-time job's start date lying in the future.
+    A new or changed plan must also pass ``check_new_plan``; ``plan_changed`` overrides
+    the comparison with the stored row (False: save a plan as it is, as an import would).
     """
     job.full_clean()
-    if plan_changed:
-        job.validate_new_plan(now or timezone.now())
+    check_new_plan(job, now=now, changed=plan_changed)
     job.save()
     _sync_periodic_task(job)
     return job
@@ -48,7 +61,7 @@ def save_job(job: Job, *, now: datetime | None = None, plan_changed: bool = True
 def set_active(job: Job, active: bool) -> Job:
     """Activate or deactivate; re-activating a used-up or past plan is refused by save_job's checks."""
     job.is_active = active
-    return save_job(job, plan_changed=active)
+    return save_job(job)
 
 
 @transaction.atomic

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from integration.models import DeployedService
 from scheduling import jobs
-from scheduling.models import PLAN_FIELDS, Job
+from scheduling.models import Job
 
 
 class ServiceField(serializers.SlugRelatedField):
@@ -38,15 +38,11 @@ class JobSerializer(serializers.ModelSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Check the job as it would be saved (a partial update keeps the other fields).
         job = copy.copy(self.instance) if self.instance is not None else Job()
-        self._plan_changed = self.instance is None or any(
-            getattr(job, key) != value for key, value in attrs.items() if key in PLAN_FIELDS
-        )
         for key, value in attrs.items():
             setattr(job, key, value)
         try:
             job.full_clean(validate_unique=False, validate_constraints=False)
-            if self._plan_changed:
-                job.validate_new_plan()
+            jobs.check_new_plan(job)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from None
         if "cron_definition" in attrs:
@@ -54,9 +50,9 @@ class JobSerializer(serializers.ModelSerializer):
         return attrs
 
     def create(self, validated_data: dict[str, Any]) -> Job:
-        return jobs.save_job(Job(**validated_data), plan_changed=True)
+        return jobs.save_job(Job(**validated_data))
 
     def update(self, instance: Job, validated_data: dict[str, Any]) -> Job:
         for key, value in validated_data.items():
             setattr(instance, key, value)
-        return jobs.save_job(instance, plan_changed=self._plan_changed)
+        return jobs.save_job(instance)

@@ -248,7 +248,8 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     def _saved(self, job: Job) -> bool:
         """Save a new plan; a plan with no run left after now must be refused, and nothing saved."""
-        no_run_left = job.is_active and job.plan().next_after(self.clock()) is None
+        no_run_left = (job.is_active and jobs.plan_changed(job)
+                       and job.plan().next_after(self.clock()) is None)
         try:
             with transaction.atomic():
                 jobs.save_job(job, now=self.clock())
