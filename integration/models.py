@@ -56,6 +56,18 @@ class ConfigVersion(models.Model):
         return cls.objects.filter(pk=1).values_list("version", flat=True).first() or 0
 
 
+class CleanOnSave(models.Model):
+    """A model that validates itself on every save: admin, API and imports all pass through
+    ``save()``, so invalid rows never reach the table."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        super().save(*args, **kwargs)
+
+
 @config_model
 class ServiceModule(models.Model):
     """A Python module of services: built in, or deployed from a file whose source is kept here.
@@ -119,7 +131,7 @@ class DeployedService(models.Model):
 
 
 @config_model
-class RestChannel(models.Model):
+class RestChannel(CleanOnSave):
     """A URL path (and optionally a method and Accept pattern) that invokes a service over HTTP."""
 
     class DataFormat(models.TextChoices):
@@ -186,11 +198,6 @@ class RestChannel(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        # Admin, API and imports all pass through here, so invalid rows never reach the table.
-        self.full_clean(validate_unique=False, validate_constraints=False)
-        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -290,7 +297,7 @@ WEBSOCKET_SECURITY_TYPES = ("jwt", "basic_auth", "tech_acc", "apikey", "vault_co
 
 
 @config_model
-class WebSocketChannel(models.Model):
+class WebSocketChannel(CleanOnSave):
     """A path on which WebSocket clients connect, authenticate, invoke a service and receive pushes.
 
     One consumer serves every channel (``integration.channels.websocket``); it finds the
@@ -370,11 +377,6 @@ class WebSocketChannel(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        # Admin, API and imports all pass through here, so invalid rows never reach the table.
-        self.full_clean(validate_unique=False, validate_constraints=False)
-        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
