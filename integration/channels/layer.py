@@ -146,12 +146,26 @@ class Row(NamedTuple):
 # --- The store: plain functions on one connection, each statement a short transaction --------
 
 
+def _set_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """WAL mode; SQLite answers "locked" at once (no busy handler) while another connection
+    opening the same new file switches it too, so retry within the busy timeout."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     """Open the layer's file (creating it and its tables if needed) in WAL mode."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        _set_wal(conn, busy_timeout)
         conn.execute("PRAGMA synchronous=NORMAL")
         if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             try:
