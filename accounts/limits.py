@@ -58,7 +58,6 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -87,28 +86,34 @@ class StoreUnavailable(Exception):
     """The shared store cannot be reached; this process counts on its own meanwhile."""
 
 
-@dataclass
 class Attempt:
-    """One credential check, by ``kind`` of check, for ``definition``, from ``address``."""
+    """One credential check, by ``kind`` of check, for ``definition``, from ``address``.
 
-    kind: str
-    definition: str
-    address: str
-    cid: str = "-"
-    user_agent: str = ""
-    username: str = ""
-    stage: str = Stage.PASSWORD
+    Made for every check, so kept small: the key is computed once, and what only a failure
+    needs (CID, User-Agent) is read from ``request`` when a failure happens.
+    """
+
+    __slots__ = ("address", "definition", "key", "kind", "request", "stage", "username")
+
+    def __init__(self, kind: str, definition: str, address: str, request: Any = None, *, username: str = "",
+                 stage: str = Stage.PASSWORD) -> None:
+        # Plain strings in the key: hashing an enum member goes through Python code, a str's does not.
+        self.kind = kind.value if isinstance(kind, Kind) else kind
+        self.definition = definition
+        self.address = address
+        self.key = (self.kind, definition, address)
+        self.request = request
+        self.username = username
+        self.stage = stage
 
     @classmethod
     def of(cls, request: Any, kind: str, definition: str, *, username: str = "",
            stage: str = Stage.PASSWORD) -> Attempt:
-        meta = request.META
-        return cls(kind, definition, client_address(request), str(getattr(request, "cid", None) or "-"),
-                   str(meta.get("HTTP_USER_AGENT", ""))[: LoginAttempt.USER_AGENT_LENGTH], username, stage)
+        return cls(kind, definition, client_address(request), request, username=username, stage=stage)
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.kind, self.definition, self.address)
+    def cid(self) -> str:
+        return str(getattr(self.request, "cid", None) or "-")
 
     def refuse_if_blocked(self) -> None:
         """Refuse at once if this process knows the key is blocked (no round trip)."""
@@ -182,10 +187,12 @@ class Attempt:
     def _audit(self, reason: str) -> None:
         try:
             with transaction.atomic():
+                meta = getattr(self.request, "META", {})
                 LoginAttempt.objects.create(
                     kind=self.kind, definition=self.definition[: LoginAttempt.DEFINITION_LENGTH],
                     username=self.username[: LoginAttempt.USERNAME_LENGTH], address=self.address,
-                    user_agent=self.user_agent, stage=self.stage, outcome=LoginAttempt.Outcome.FAILURE,
+                    user_agent=str(meta.get("HTTP_USER_AGENT", ""))[: LoginAttempt.USER_AGENT_LENGTH],
+                    stage=self.stage, outcome=LoginAttempt.Outcome.FAILURE,
                     reason=reason[: LoginAttempt.REASON_LENGTH],
                 )
         except DatabaseError:

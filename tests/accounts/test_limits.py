@@ -104,6 +104,7 @@ def test_a_process_that_verified_the_password_before_asks_again_within_the_reche
     # Another process counts the failures: this one only learns of them from the store.
     for _ in range(3):
         limits.Attempt("channel", "crm", "203.0.113.5").failed("wrong password, in another process")
+    assert LoginAttempt.objects.filter(kind="channel", definition="crm", user_agent="").count() == 3
     limits.forget()
     assert call(client, RIGHT).status_code == 429
 

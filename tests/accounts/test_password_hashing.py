@@ -103,7 +103,7 @@ def test_a_right_password_with_a_wrong_username_is_not_remembered(client, crm, c
     assert counting == ["crm-secret", "crm-secret"]  # the full check, each time, as for any failure
 
 
-def test_what_is_remembered_is_an_hmac_never_the_password(client, crm) -> None:
+def test_what_is_remembered_is_a_mac_never_the_password(client, crm) -> None:
     authentication._verified.clear()
     assert client.get("/crm", HTTP_AUTHORIZATION=basic_header("crm-user", "crm-secret")).status_code == 200
     (entry,) = authentication._verified
