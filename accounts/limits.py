@@ -279,15 +279,17 @@ class DatabaseFailures:
         self._cleaned_at = 0.0
 
     def add(self, key: str, now: float, window: float) -> tuple[int, float]:
-        table = connection.ops.quote_name(CredentialFailures._meta.db_table)
+        quote = connection.ops.quote_name
+        table, key_, failures, ends = (quote(name) for name in (
+            CredentialFailures._meta.db_table, "key", "failures", "window_ends"))
         # Both SET expressions see the row as it was: a window that has ended starts again at 1.
-        # The only interpolation is the model's own table name, quoted; every value is a parameter.
+        # The only interpolations are the model's own table and column names, quoted; values are parameters.
         sql = (
-            f"INSERT INTO {table} (key, failures, window_ends) VALUES (%s, 1, %s) "  # noqa: S608
-            f"ON CONFLICT (key) DO UPDATE SET "
-            f"failures = CASE WHEN {table}.window_ends <= %s THEN 1 ELSE {table}.failures + 1 END, "
-            f"window_ends = CASE WHEN {table}.window_ends <= %s THEN %s ELSE {table}.window_ends END "
-            f"RETURNING failures, window_ends"
+            f"INSERT INTO {table} ({key_}, {failures}, {ends}) VALUES (%s, 1, %s) "  # noqa: S608
+            f"ON CONFLICT ({key_}) DO UPDATE SET "
+            f"{failures} = CASE WHEN {table}.{ends} <= %s THEN 1 ELSE {table}.{failures} + 1 END, "
+            f"{ends} = CASE WHEN {table}.{ends} <= %s THEN %s ELSE {table}.{ends} END "
+            f"RETURNING {failures}, {ends}"
         )
         try:
             with transaction.atomic(), connection.cursor() as cursor:
