@@ -23,6 +23,7 @@ from accounts.authentication import (
     ApiKeyAuthentication,
     BasicAuthDefinitionAuthentication,
     CredentialsRefused,
+    JWTAuthentication,
     TechAccountAuthentication,
     header_text,
     parse_basic,
@@ -150,6 +151,18 @@ def test_an_api_key_definition_refuses_anything_but_its_key(no_limits, value: st
         assert not value  # no header value: not this definition's business
     else:
         assert value.strip() == key
+
+
+@EXAMPLES
+@given(authorization=st.one_of(wsgi_text, st.builds(lambda body: "Bearer " + body, wsgi_text),
+                               st.builds(lambda body: "bearer " + body, st.from_regex(r"[A-Za-z0-9_=-]{0,400}"))))
+def test_a_jwt_definition_refuses_anything_but_a_token_it_issued(no_limits, authorization: str) -> None:
+    authenticator = JWTAuthentication("browsers", True, 1, "frontend", crypto.hash_password("jwt-secret-1"), 60)
+    try:
+        result = authenticator.authenticate(FakeRequest({"HTTP_AUTHORIZATION": authorization}))
+    except (CredentialsRefused, TooManyRequests):
+        return
+    assert result is None and not authorization  # no token was issued here: nothing may be accepted
 
 
 @EXAMPLES
