@@ -333,6 +333,7 @@ class ApiKeyAuthentication(DefinitionAuthentication):
         self.environ_key = "HTTP_" + header.upper().replace("-", "_")
         self.key_prefix = key_prefix.encode()
         self.key_hash = key_hash
+        self.rehash = crypto.needs_rehash(key_hash)  # made with an older key: rewrite on the next success
 
     @classmethod
     def from_definition(cls, definition: Any) -> ApiKeyAuthentication:
@@ -350,7 +351,7 @@ class ApiKeyAuthentication(DefinitionAuthentication):
             raise self.fail(f"invalid key in {self.header} (prefix given: {_shown(value[:4])!r}...)", request)
         if not self.is_active:
             raise self.fail("the definition is inactive", request, counts=False)
-        if crypto.needs_rehash(self.key_hash):
+        if self.rehash:
             self.store_upgrade("key_hash", self.key_hash, crypto.hash_secret(key))
         return CallerIdentity(self.name, self.name, self.sec_type), self.name
 
