@@ -47,7 +47,9 @@ _FIELDS = (  # name, lowest, highest, names
     ("month", 1, 12, _MONTHS),
     ("day of week", 0, 7, _WEEKDAYS),  # 0 and 7 are both Sunday
 )
-_PART = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?$")
+# ASCII digits only, and at most four of them: no cron value or step is longer, and int() of a
+# 5,000-digit step would raise ValueError (Python's digit limit) instead of a PlanError.
+_PART = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/([0-9]{1,4}))?$")
 # How far ahead a cron expression is searched; "0 0 29 2 1" (Feb 29 or a Monday) always hits
 # within a week, and Feb 29 alone within 8 years.
 _SEARCH_DAYS = 366 * 9
@@ -194,6 +196,8 @@ def _value(text: str, spec: tuple[str, int, int, dict[str, int]]) -> int:
         return names[text]
     if not text.isdigit():
         raise PlanError("cron_definition", f"`{text}` is not a number or a name in the {name} field")
+    if len(text) > 4:  # out of range, and int() of thousands of digits raises ValueError
+        raise PlanError("cron_definition", f"`{text[:8]}...` is outside {low}-{high} in the {name} field")
     value = int(text)
     if not low <= value <= high:
         raise PlanError("cron_definition", f"{value} is outside {low}-{high} in the {name} field")

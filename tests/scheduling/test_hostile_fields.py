@@ -176,3 +176,11 @@ def test_an_interval_plan_whose_next_run_is_past_the_calendar_has_no_run_left() 
 def test_a_cron_plan_near_the_end_of_the_calendar_has_no_run_left() -> None:
     plan = plans.Plan.cron(END - timedelta(days=3), "0 0 29 2 *")  # Feb 29: none before the calendar ends
     assert plan.next_after(END - timedelta(days=3)) is None
+
+
+@pytest.mark.parametrize("text", ["*/" + "9" * 5000 + " * * * *", "9" * 5000 + " * * * *", "*/99999 * * * *"])
+def test_a_cron_number_of_thousands_of_digits_is_a_plan_error_not_a_crash(text: str) -> None:
+    # int() of over 4,300 digits raises ValueError (Python's limit); the job's field must be named instead.
+    with pytest.raises(plans.PlanError) as refused:
+        plans.Cron.parse(text)
+    assert refused.value.field == "cron_definition"
