@@ -119,3 +119,15 @@ def test_daphne_keeps_serving_after_each_of_them(daphne: str) -> None:
     received, code = asyncio.run(exchange(daphne + "/ws/open", '{"id": 7, "payload": {"ok": true}}'))
     assert code is None and received == [{"type": "reply", "id": 7, "status": 200, "cid": received[0]["cid"],
                                            "response": {"ok": True}}]
+
+
+def test_a_text_frame_that_is_not_utf8_gets_a_close_frame_1007(daphne: str) -> None:
+    async def scenario() -> Any:
+        async with aiohttp.ClientSession() as session:
+            socket = await session.ws_connect(daphne + "/ws/open", timeout=aiohttp.ClientWSTimeout(ws_close=5))
+            async with socket:
+                await socket.send_frame(b"\xff\xfe not UTF-8", aiohttp.WSMsgType.TEXT)
+                message = await socket.receive(timeout=5)
+                return message.data if message.type == aiohttp.WSMsgType.CLOSE else socket.close_code
+
+    assert asyncio.run(scenario()) == 1007  # autobahn's invalid-payload close, sent rather than a dropped socket
