@@ -2,8 +2,9 @@
 
 Every place that turns raw JSON from a caller into Python values goes through
 ``loads``: REST channel bodies, ``/zato/jwt/log-in``, WebSocket messages, the management
-API (``JSONParser``) and the admin's Invoke form. Python's ``json`` module alone is not
-fit for hostile input, and each of these was reproduced as a 500 with a traceback:
+API (``JSONParser``), the admin's Invoke form and a Vault chooser service's answer.
+Python's ``json`` module alone is not fit for hostile input (the first two items below
+were reproduced as 500s with a traceback, and as close 4003 on WebSockets):
 
 * **Nesting.** The decoder recurses once per array or object, so ``[[[[...]]]]`` about
   1,000 levels deep raises ``RecursionError`` (not ``ValueError``), and a document just
@@ -25,10 +26,13 @@ Every refusal is ``InvalidJSON``: a ``BadRequest`` (so channels answer 400 in th
 error shape) and a ``ValueError`` (so code that catches the ``json`` module's errors
 keeps working). Its message says what was wrong and, for syntax errors, where.
 
-The checks cost almost nothing on ordinary documents: each is guarded by a test the C
-code answers (counting brackets, one regular expression search), and only a document
-that fails the guard is examined more closely. Size limits are not this module's job:
-each caller has its own (``MAX_REQUEST_BODY``, a WebSocket channel's ``max_message_size``).
+The checks run in C (bytes methods, substring searches, simple regular expressions; no
+Python loop over the text) and each is guarded by a cheaper one, so only a document that
+could break a limit is examined closely. Measured on this project's machine: a small
+body costs about 2 microseconds more than ``json.loads``; an 8 MB array of 100,000
+objects 1.3 times as long; 8 MB of nothing but numbers 1.7 times. Size limits are not
+this module's job: each caller has its own (``MAX_REQUEST_BODY``, a WebSocket channel's
+``max_message_size``).
 """
 
 from __future__ import annotations
