@@ -222,6 +222,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "integration.api_base.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # JSON within integration.jsonio's nesting and number limits (DRF's own parser lets deep nesting crash).
+    "DEFAULT_PARSER_CLASSES": [
+        "integration.jsonio.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard management API",

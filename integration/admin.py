@@ -18,6 +18,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.models import SecurityDefinition
+from integration import jsonio
 from integration.admin_base import ListingMixin, count_of, search_terms
 from integration.channels.rest import json_default
 from integration.errors import SwitchboardError, error_body
@@ -79,9 +80,9 @@ class InvokeForm(forms.Form):
         if not text:
             return None
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+            return jsonio.loads(text)
+        except jsonio.InvalidJSON as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.reason}") from None
 
 
 @admin.register(DeployedService)
@@ -149,7 +150,10 @@ class DeployedServiceAdmin(ListingMixin):
         if isinstance(body, bytes):
             shown = f"<{len(body)} bytes>"
         elif isinstance(body, (dict, list)):
-            shown = json.dumps(body, indent=2, default=json_default)
+            try:
+                shown = json.dumps(body, indent=2, default=json_default)
+            except (RecursionError, ValueError, TypeError) as exc:  # nested too deep, a huge int: the service's data
+                shown = f"<the response cannot be shown as JSON: {type(exc).__name__}: {str(exc)[:200]}>"
         else:
             shown = str(body)
         return {"status": status, "body": shown, "cid": cid, "ms": (time.perf_counter() - started) * 1000}

@@ -114,6 +114,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from rest_framework.exceptions import AuthenticationFailed
 
+from integration import jsonio
 from integration import push as pushes
 from integration import snapshot as snapshots
 from integration.channels.ws_routing import CompiledWebSocketChannel
@@ -920,9 +921,9 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         if len(text) > limit or (len(text) * 4 > limit and len(text.encode("utf-8")) > limit):
             raise Refused(TOO_BIG, f"Message larger than {limit} bytes")
         try:
-            message = json.loads(text)
-        except ValueError as exc:
-            raise self._bad_input(f"Invalid JSON: {getattr(exc, 'msg', exc)}") from None
+            message = jsonio.loads(text, "message")  # nesting and number limits: a 400, never a 4003
+        except jsonio.InvalidJSON as exc:
+            raise self._bad_input(str(exc.details)) from None
         if not isinstance(message, dict):
             raise self._bad_input("A message must be a JSON object")
         mode = "zato" if "meta" in message else "plain"
