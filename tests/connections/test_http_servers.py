@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -429,6 +431,23 @@ def test_the_backend_echoes_each_method_on_a_customer_with_the_cid(oauth_server,
     assert not_json.status_code == 400
     assert [entry["method"] for entry in rest_backend.requests("/customers/77")] == [
         "POST", "GET", "PUT", "PATCH", "DELETE", "GET"]
+
+
+def test_the_backend_serves_fifty_simultaneous_callers_checking_each_token(oauth_server, oauth_client, rest_backend):
+    token = oauth_server.fetch_token(oauth_client)["access_token"]
+    before = oauth_server.stats()["introspections"]
+    start = threading.Barrier(50, timeout=TIMEOUT)
+
+    def call(number: int) -> int:
+        start.wait()  # all 50 connect at once, on connections of their own
+        return requests.get(f"{rest_backend.url}/billing-plan", params={"client_id": number}, headers=bearer(token),
+                            timeout=TIMEOUT).status_code
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(call, range(50)))
+
+    assert statuses == [200] * 50
+    assert oauth_server.stats()["introspections"] - before == 50  # one per request: no cache in the backend
 
 
 def test_the_backend_answers_the_billing_plan_of_a_client(oauth_server, oauth_client, rest_backend):

@@ -222,6 +222,9 @@ class _Listener(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False  # stop() must not wait for an answer that is still sleeping
+    # socketserver's default backlog is 5: 50 clients connecting at once would see SYNs dropped
+    # and retried a second later. Concurrency tests and benchmarks connect in bursts.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  owner: LoopbackServer, name: str, tls: ssl.SSLContext | None) -> None:
@@ -292,6 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
             chunks, total = [], 0
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size < 0:
+                    raise ValueError("negative chunk size")
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
