@@ -17,6 +17,22 @@ import pytest
 
 from connections.models import VaultConnection
 from connections.vault import VaultGate
+from tests.servers.http_fixtures import (  # noqa: F401 - fixtures for the outgoing HTTP connection tests
+    fhir_server,
+    fhir_server_basic,
+    fhir_server_open,
+    http_servers,
+    loopback_ca,
+    make_oauth_client,
+    oauth_client,
+    oauth_server,
+    private_http_servers,
+    rest_backend,
+    rest_backend_apikey,
+    rest_backend_basic,
+    rest_backend_open,
+    rest_backend_tls,
+)
 from tests.servers.vault import FakeVault
 
 OWN_TOKEN = "hvs.switchboard-own-token-0001"
