@@ -359,8 +359,8 @@ class WebSocketClientAdmin(ListingMixin):
             try:
                 disconnect(client_id)
             except PushFailed as exc:  # the channel layer is down: say so, never a traceback page
-                self.message_user(request, f"{len(client_ids) - done} of {len(client_ids)} clients were not "
-                                  f"disconnected: {exc.details}", messages.ERROR)
+                self.message_user(request, f"Could not reach the channel layer for {len(client_ids) - done} of "
+                                  f"{len(client_ids)} clients: {exc.details}", messages.ERROR)
                 break
             done += 1
         if done:

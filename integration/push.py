@@ -185,7 +185,7 @@ async def layer_call(operation: Awaitable[T], what: str, timeout: float | None =
     except (ValueError, TypeError):
         raise  # a programming error (a bad group or channel name, a message that is not a dict), not the layer's
     except Exception as exc:
-        logger.warning("Channel layer error (%s): %s", what, type(exc).__name__)
+        logger.debug("Channel layer error (%s): %r", what, exc)  # callers log the failure once, with context
         raise PushFailed(f"The channel layer cannot be reached ({what}: {type(exc).__name__}); "
                          "try again later") from exc
 

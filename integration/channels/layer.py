@@ -56,13 +56,13 @@ How it works:
   connection remembers which file (device, inode) it opened, and the writer (before every
   call) and the poller (before every look, at least once a second while anyone waits)
   compare it with the file now at the path, one ``stat`` each: on a difference they move to
-  that file, creating it if it is missing (under ``<path>.lock``, deleting a lost file's
-  ``-wal`` and ``-shm`` first). The messages and group memberships of the lost file are
-  gone; each file holds a random *epoch* (``layer_meta``), and ``epoch()`` tells WebSocket
-  servers to join their groups again (``integration.channels.ws_groups``). Replace the file
-  only together with its ``-wal`` and ``-shm`` (or delete all three): SQLite ties a WAL to a
-  path, not to a file. A deleted ``<path>.bells`` directory is not made again: pollers
-  then look once a second (``FALLBACK_INTERVAL``) instead of being woken.
+  that file, creating it if it is missing (SQLite itself discards a lost file's leftover
+  WAL). The messages and group memberships of the lost file are gone; each file holds a
+  random *epoch* (``layer_meta``), and ``epoch()`` tells WebSocket servers to join their
+  groups again (``integration.channels.ws_groups``). Replace the file only together with its
+  ``-wal`` and ``-shm`` (or delete all three): SQLite ties a WAL to a path, not to a file.
+  A deleted ``<path>.bells`` directory is not made again: pollers then look once a second
+  (``FALLBACK_INTERVAL``) instead of being woken.
 
 Measured with ``bench/channel_layer.py`` on this project's 2-core machine (busy with other
 work at the time), sender and receiver in separate processes, channels_redis on the local
@@ -98,18 +98,13 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; a lost file is then re-created without one
-    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +138,7 @@ INSERT INTO layer_meta (epoch) SELECT '{epoch}' WHERE NOT EXISTS (SELECT 1 FROM 
 PRAGMA user_version = 2;
 COMMIT;
 """
-# SQLite's files beside the database: a new file must not start with a lost file's leftovers.
-SIDECARS = ("-wal", "-shm", "-journal")
+
 
 # At most this many rows are claimed in one statement; a full batch makes the poller go again at once.
 CLAIM_BATCH = 500
@@ -215,39 +209,13 @@ def file_identity(path: str) -> FileIdentity | None:
     return stat.st_dev, stat.st_ino
 
 
-@contextlib.contextmanager
-def _creation_lock(path: str) -> Iterator[None]:
-    """An exclusive advisory lock (``<path>.lock``) held while a missing file is set up anew."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held for one connect(): bounded by the busy timeout
-        yield
-    finally:
-        os.close(fd)
-
-
 def open_file(path: str, busy_timeout: float) -> tuple[sqlite3.Connection, FileIdentity | None]:
-    """Connect to the layer's file, and say which file that is (to notice later that it was lost).
+    """Connect to the layer's file (creating it if missing), and say which file that is, to notice its loss.
 
-    A missing file (never made, or deleted while processes ran) is created under a lock, after
-    deleting a lost file's ``-wal`` and ``-shm``: SQLite would otherwise read the old file's
-    pages from that WAL into the new one, and processes still holding the old file would keep
-    writing to it. Those processes are not harmed: SQLite knows their file was unlinked (it
-    neither checkpoints into nor deletes a WAL then), and they move to the new file as soon
-    as they notice (``SQLiteChannelLayer.lost``).
+    A lost file's ``-wal`` and ``-shm`` need no cleaning up: SQLite deletes a WAL it finds
+    beside an empty database file instead of reading it, and never checkpoints into, nor
+    deletes the WAL of, a file that was unlinked under an open connection.
     """
-    if file_identity(path) is None:
-        with _creation_lock(path):
-            if file_identity(path) is None:
-                for suffix in SIDECARS:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path + suffix)
-                conn = connect(path, busy_timeout)
-                return conn, file_identity(path)
     conn = connect(path, busy_timeout)
     return conn, file_identity(path)
 
