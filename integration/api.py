@@ -136,7 +136,9 @@ class WebSocketChannelViewSet(ConfigViewSet):
         page = self.paginate_queryset(clients)
         return self.get_paginated_response(WebSocketClientSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    # 404: no such client on this channel; 503: the channel layer cannot be reached (both in the one error shape).
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT,
+                                            503: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["delete"], url_path=r"clients/(?P<client_id>[0-9a-f]{32})")
     def disconnect(self, request: Request, pk: str | None = None, client_id: str = "") -> Response:
         from integration.push import PushFailed, disconnect
