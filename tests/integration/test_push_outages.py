@@ -10,6 +10,7 @@ The end-to-end test (tests/e2e/test_push_recovery.py) does the same against a re
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sqlite3
@@ -23,6 +24,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.messages import get_messages
+from django.core.management import call_command
 from django.utils import timezone
 
 from accounts import tokens
@@ -126,10 +128,6 @@ def test_a_push_through_the_sqlite_layer_fails_after_push_timeout_while_its_file
 @pytest.fixture
 def demo(builtins: None, settings: Any) -> None:
     """``manage.py bootstrap``'s demo: /demo/notify for the `backend` Basic Auth account."""
-    import io
-
-    from django.core.management import call_command
-
     settings.ADMIN_PASSWORD, settings.ADMIN_REQUIRE_TOTP = "admin-password-1", False
     settings.DEMO_FRONTEND_PASSWORD, settings.DEMO_BACKEND_PASSWORD = "fe-demo-secret", "be-demo-secret"
     call_command("bootstrap", stdout=io.StringIO())
