@@ -68,15 +68,16 @@ problems), since daphne does not pass close reasons on; so is 4503 (status 503).
 by a timer (idle, no credentials in time, expiry) or by the server's side (4004, 4005)
 come without one.
 
+After authentication, other bad input (invalid JSON, binary frames, unknown fields, a
+message over the rate limit) gets an error message (status 400, or 429) and the
+connection stays open; a second second's worth of messages over the limit closes it.
+
 **When the channel layer goes away.** A connection that is open already stays open while
 Redis is down or paused: requests and replies do not need the layer, and the connection's
 receive from it waits and tries again instead of ending the connection (Channels' own
 would, with 1011). Pushes reach it again once the layer is back, also when Redis came back
 empty or the SQLite layer's file was deleted: each process notices within a tick and joins
 its groups again (``integration.channels.ws_groups``).
-After authentication, other bad input (invalid JSON, binary frames, unknown fields, a
-message over the rate limit) gets an error message (status 400, or 429) and the
-connection stays open; a second second's worth of messages over the limit closes it.
 
 **Daphne's own limits.** Daphne sends WebSocket ping frames itself after
 ``--ping-interval`` seconds (default 20) without a message from the client, and drops a
