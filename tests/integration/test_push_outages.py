@@ -3,8 +3,8 @@
 Each test has a private ``redis-server`` (``tests/servers/redis_server.py``) that it kills
 (connections refused at once) or pauses with SIGSTOP (connections accepted, nothing answers:
 the case that used to hold a web worker for 15 s and more), so the machine's shared Redis is
-never touched. PUSH_TIMEOUT is 0.5 s here to keep the tests short; the bounds below allow a
-second of scheduling noise on a busy machine, far below the unbounded waits they replace.
+never touched. PUSH_TIMEOUT is 0.5 s here to keep the tests short; the bounds below allow 1.5 s
+of scheduling noise on a busy machine, far below the unbounded waits they replace.
 The end-to-end test (tests/e2e/test_push_recovery.py) does the same against a real daphne.
 """
 
@@ -38,7 +38,7 @@ from tests.integration.ws_helpers import closed_with, hang_up, open_socket, rece
 from tests.servers.redis_server import RedisServer
 
 TIMEOUT = 0.5  # PUSH_TIMEOUT in these tests
-SLACK = 1.0  # what a busy 2-core machine may add to it
+SLACK = 1.5  # what a busy 2-core machine may add to it (unbounded, a paused Redis held callers 15 s and more)
 
 
 @pytest.fixture
@@ -183,7 +183,7 @@ def test_the_apis_disconnect_answers_503_with_retry_after_when_redis_is_paused(
 def test_the_admins_disconnect_action_stops_at_the_first_failure_instead_of_waiting_for_each_client(
     admin_client_alice: Any, orders: WebSocketChannel, redis: RedisServer,
 ) -> None:
-    selected = [live_client(orders, name).pk for name in ("ann", "bob", "cy")]
+    selected = [live_client(orders, f"user-{n}").pk for n in range(10)]  # one timeout each would be 5 s
     redis.pause()
     started = time.monotonic()
     response = admin_client_alice.post("/admin/integration/websocketclient/",
@@ -192,7 +192,7 @@ def test_the_admins_disconnect_action_stops_at_the_first_failure_instead_of_wait
     assert response.status_code == 200
     (message,) = get_messages(response.wsgi_request)
     assert message.level_tag == "error"
-    assert str(message) == ("Could not reach the channel layer for 3 of 3 clients: The channel layer did not "
+    assert str(message) == ("Could not reach the channel layer for 10 of 10 clients: The channel layer did not "
                             "answer within 0.5 s (disconnect); try again later")
     assert took < TIMEOUT + SLACK, f"{took:.2f} s: one PUSH_TIMEOUT, not one per client"
 
