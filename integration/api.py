@@ -97,7 +97,8 @@ class WebSocketChannelViewSet(ConfigViewSet):
     """WebSocket channels, with how many clients each has now; ``{id}/clients/`` lists them.
 
     ``DELETE {id}/clients/{client_id}/`` asks that connection to close (code 4005), wherever
-    it is served: 202, since the server holding it closes it a moment later.
+    it is served: 202, since the server holding it closes it a moment later; 503 (the one
+    error shape) when the channel layer cannot be reached within ``PUSH_TIMEOUT``.
     """
 
     queryset = WebSocketChannel.objects.select_related("service", "security").order_by("name")
@@ -139,19 +140,23 @@ class WebSocketChannelViewSet(ConfigViewSet):
         page = self.paginate_queryset(clients)
         return self.get_paginated_response(WebSocketClientSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    # 404: no such client on this channel; 503: the channel layer cannot be reached (both in the one error shape).
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT,
+                                            503: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["delete"], url_path=r"clients/(?P<client_id>[0-9a-f]{32})")
     def disconnect(self, request: Request, pk: str | None = None, client_id: str = "") -> Response:
-        from integration.push import disconnect
+        from integration.push import PushFailed, disconnect
 
         channel = self.get_object()
         if not WebSocketClient.objects.live().filter(channel=channel, client_id=client_id).exists():
             raise NotFound(f"No client {client_id} is connected to this channel")
         try:
-            disconnect(client_id)
-        except Exception as exc:  # the channel layer cannot be reached
-            return api_error(request, status.HTTP_503_SERVICE_UNAVAILABLE,
-                             f"The channel layer cannot be reached: {str(exc)[:200]}")
+            disconnect(client_id)  # bounded by PUSH_TIMEOUT
+        except PushFailed as exc:
+            response = api_error(request, status.HTTP_503_SERVICE_UNAVAILABLE,
+                                 f"{exc.details}; the client was not disconnected")
+            response["Retry-After"] = "5"  # about how long a restarted Redis takes to be joined again
+            return response
         return Response({"client_id": client_id, "disconnecting": True}, status=status.HTTP_202_ACCEPTED)
 
 
