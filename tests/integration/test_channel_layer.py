@@ -532,10 +532,17 @@ def test_group_send_from_another_process_reaches_two_receivers_here(path: str) -
 
 
 @pytest.mark.parametrize("doorbells", [True, False], ids=["doorbells", "polling"])
-def test_latency_across_processes_is_bounded(path: str, doorbells: bool) -> None:
-    """300 messages from another process, 2 ms apart: all arrive in order, p99 well under 100 ms
-    (with doorbells about a millisecond; polling every 10 ms, about half that on average)."""
+def test_messages_from_another_process_arrive_in_order_woken_by_doorbells(
+    path: str, doorbells: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 messages from another process, 2 ms apart, all arrive, in order.
+
+    With doorbells the receiver's fallback poll is pushed out to a minute: if a ring did not wake
+    it, the messages would not arrive within the test's bound. How fast they arrive is measured by
+    bench/channel_layer.py, not asserted here (a loaded CI machine makes any latency bound flaky).
+    """
     count = 300
+    monkeypatch.setattr(layer_module, "FALLBACK_INTERVAL", 60.0)
 
     async def test(layer: SQLiteChannelLayer) -> None:
         channel = await layer.new_channel()
@@ -545,20 +552,15 @@ def test_latency_across_processes_is_bounded(path: str, doorbells: bool) -> None
         proc = peer(
             config, {"op": "send", "target": channel, "message": {"type": "tick"}, "count": count, "interval": 0.002}
         )
-        latencies, order = [], []
-        message = await ready
+        order = []
+        message = await asyncio.wait_for(ready, 20)
         while True:
-            latencies.append(time.time() - message["sent"])
             order.append(message["i"])
             if len(order) == count:
                 break
             message = await asyncio.wait_for(layer.receive(channel), 20)
         await asyncio.to_thread(finish, proc)
         assert order == list(range(count))
-        latencies.sort()
-        p50, p99 = latencies[count // 2], latencies[int(count * 0.99) - 1]
-        assert p99 < 0.1, f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
-        assert p50 < (0.02 if doorbells else 0.05), f"p50 {p50 * 1000:.1f} ms"
 
     run(path, test, doorbells=doorbells, capacity=count)
 
