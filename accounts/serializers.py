@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from accounts.models import API_KEY_MIN_LENGTH, ApiKey, BasicAuth, JWTDefinition, TechAccount
+from accounts.models import API_KEY_MIN_LENGTH, JWT_MAX_TTL, ApiKey, BasicAuth, JWTDefinition, TechAccount
 
 
 def _secret_field(**kwargs: Any) -> serializers.CharField:
@@ -59,6 +59,7 @@ class JWTSerializer(PasswordDefinitionSerializer):
         model = JWTDefinition
         fields = ["id", "name", "is_active", "username", "password", "ttl", "created", "updated"]
         read_only_fields = ["created", "updated"]
+        extra_kwargs = {"ttl": {"max_value": JWT_MAX_TTL}}  # the model's clean() bound, which serializers skip
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
