@@ -100,8 +100,9 @@ class ApiKeySerializer(serializers.ModelSerializer):
         return data
 
 
+# Used only to describe the create answer in the OpenAPI schema; ApiKeySerializer writes that answer.
 class ApiKeyCreatedSerializer(ApiKeySerializer):
-    """The answer to creating an API key: the definition and, this once, its key (OpenAPI only).
+    """The answer to creating an API key: the definition and, this once, its key.
 
     ``key`` is write-only everywhere else; the create answer is the one place it is read.
     """

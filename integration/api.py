@@ -258,7 +258,7 @@ class InvokeView(APIView):
     schema = ManagementSchema()
 
     @extend_schema(
-        request=OpenApiTypes.ANY,
+        request={"application/json": OpenApiTypes.ANY},
         parameters=[OpenApiParameter(
             "service", str, OpenApiParameter.PATH, description="The service's name.",
             examples=[OpenApiExample("ping", value="zato.ping", summary="The built-in ping service")],
@@ -267,7 +267,8 @@ class InvokeView(APIView):
             (200, "*/*"): OpenApiResponse(
                 OpenApiTypes.ANY,
                 description="The service's response as the service made it: any content type (JSON, text, "
-                "application/pdf...), possibly an empty body, with `X-Zato-CID` and `X-Zato-Response-Time`.",
+                "application/pdf...), with `X-Zato-CID` and `X-Zato-Response-Time`. An empty answer whose "
+                "service chose no content type is `text/plain`.",
             ),
             ("default", "*/*"): OpenApiResponse(
                 OpenApiTypes.ANY,
@@ -290,5 +291,8 @@ class InvokeView(APIView):
         except SwitchboardError as exc:
             return error_response(exc, cid)
         response = render_result(result)
+        if not response.content and not result.content_type:
+            # Nothing to parse: an empty answer is not labelled JSON (which it cannot be).
+            response["Content-Type"] = "text/plain; charset=utf-8"
         response["X-Zato-Response-Time"] = f"{result.duration_ms:.3f}"
         return response

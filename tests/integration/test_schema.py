@@ -185,3 +185,33 @@ def test_every_operation_answers_as_the_schema_says(served_schema: Any, existing
         case.call_and_validate(headers=headers, checks=CHECKS)
 
     check()
+
+
+def test_invoke_answers_with_any_content_type_or_none_as_the_schema_says(served_schema: Any, api: APIClient,
+                                                                         deploy: Any) -> None:
+    deploy("documents.py", """
+        from integration.services import Service
+
+        class Invoice(Service):
+            def handle(self):
+                self.response.payload = b"%PDF-1.4 an invoice"
+                self.response.content_type = "application/pdf"
+
+        class Accepted(Service):
+            def handle(self):
+                self.response.status_code = 202
+
+        class Quiet(Service):
+            def handle(self):
+                pass
+    """)
+    operation = served_schema[f"{API}/invoke/{{service}}"]["POST"]
+    answers = {}
+    for service in ("documents.invoice", "documents.accepted", "documents.quiet"):
+        case = operation.Case(path_parameters={"service": service}, body={}, media_type="application/json")
+        response = case.call_and_validate(headers=credentials_of(api), checks=CHECKS)
+        answers[service] = (response.status_code, response.headers.get("content-type"), response.content)
+    assert answers["documents.invoice"] == (200, ["application/pdf"], b"%PDF-1.4 an invoice")
+    assert answers["documents.accepted"][0] == 202 and answers["documents.accepted"][2] == b""
+    # Nothing to parse, so not labelled JSON: an empty body cannot be valid JSON.
+    assert answers["documents.quiet"] == (200, ["text/plain; charset=utf-8"], b"")
