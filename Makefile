@@ -20,7 +20,7 @@ ZATO_PIP := $(ZATO_VENV)/bin/pip install --quiet --disable-pip-version-check
 # Local development starts without the TOTP step; production (the setting's default) requires it.
 ADMIN_REQUIRE_TOTP ?= false
 
-.PHONY: help venv run test lint fmt bench clean
+.PHONY: help venv run test test-servers lint fmt bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -43,6 +43,14 @@ $(CHROMIUM):
 	  || (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get update \
 	      && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium)
 
+# The LDAP and SFTP tests run Debian's slapd and sshd as private processes on free loopback ports
+# (tests/servers/); the script installs the packages that are missing and keeps their system daemons stopped.
+TEST_SERVER_PACKAGES := slapd ldap-utils openssh-server openssh-client
+TEST_SERVER_FILES := /usr/sbin/slapd /usr/bin/ldapsearch /usr/sbin/sshd /usr/bin/sftp
+test-servers: ## install Debian's slapd, ldap-utils and openssh-server for the tests, when missing
+	@for file in $(TEST_SERVER_FILES); do test -e $$file || missing=1; done; \
+	  if [ -n "$$missing" ]; then $(SUDO) bash tests/servers/install_debian_packages.sh $(TEST_SERVER_PACKAGES); fi
+
 $(ZATO_STAMP):
 	python3 -m venv $(ZATO_VENV)
 	$(ZATO_PIP) requests==2.34.2 gevent==26.9.0 ws4py==0.6.0 six==1.17.0 future==1.0.0 lxml==6.1.3 \
@@ -52,7 +60,7 @@ $(ZATO_STAMP):
 	$(ZATO_PIP) --no-deps --no-build-isolation dictalchemy==0.1.2.7 anyjson==0.3.3
 	touch $(ZATO_STAMP)
 
-test: venv $(CHROMIUM) $(ZATO_STAMP) ## ruff, Django checks, migrations check and the whole test suite (PostgreSQL + Redis)
+test: venv $(CHROMIUM) $(ZATO_STAMP) test-servers ## ruff, Django checks, migrations check and the whole test suite (PostgreSQL + Redis)
 	$(VENV)/bin/ruff check .
 	$(TEST_ENV) $(PY) manage.py createdb
 	$(TEST_ENV) $(PY) manage.py check

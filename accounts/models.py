@@ -167,6 +167,9 @@ class ApiKey(SecurityDefinition):
         return key
 
 
+JWT_MAX_TTL = 2**31 - 1
+
+
 class JWTDefinition(PasswordMixin, SecurityDefinition):
     """JWT: log in with username and password once, then send the token as a Bearer credential."""
 
@@ -187,6 +190,11 @@ class JWTDefinition(PasswordMixin, SecurityDefinition):
         self.sec_type = SecurityDefinition.SecType.JWT
         self.ensure_password()
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        # PostgreSQL's bound on every database: a TTL accepted on SQLite then works on PostgreSQL and in Redis.
+        if isinstance(self.ttl, int) and self.ttl > JWT_MAX_TTL:
+            raise ValidationError({"ttl": f"At most {JWT_MAX_TTL} seconds (about 68 years)"})
 
 
 class JWTSession(models.Model):

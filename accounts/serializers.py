@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
-from accounts.models import API_KEY_MIN_LENGTH, ApiKey, BasicAuth, JWTDefinition, TechAccount
+from accounts.models import API_KEY_MIN_LENGTH, JWT_MAX_TTL, ApiKey, BasicAuth, JWTDefinition, TechAccount
 
 
 def _secret_field(**kwargs: Any) -> serializers.CharField:
@@ -60,6 +60,7 @@ class JWTSerializer(PasswordDefinitionSerializer):
         model = JWTDefinition
         fields = ["id", "name", "is_active", "username", "password", "ttl", "created", "updated"]
         read_only_fields = ["created", "updated"]
+        extra_kwargs = {"ttl": {"max_value": JWT_MAX_TTL}}  # the model's clean() bound, which serializers skip
 
 
 class ApiKeySerializer(serializers.ModelSerializer):

@@ -11,19 +11,33 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts import crypto, tokens
 from accounts.services import find_jwt
+from integration import jsonio
 from integration.channels.rest import CID_HEADER, error_response
-from integration.errors import BadRequest, MethodNotAllowed, ServiceUnavailable, SwitchboardError, Unauthorized
+from integration.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    SwitchboardError,
+    Unauthorized,
+)
 from integration.invoke import new_cid
 
 logger = logging.getLogger(__name__)
 _DUMMY_HASH = crypto.hash_secret("switchboard-no-such-user")
+# JWTDefinition.username's max_length: a longer name cannot belong to any definition.
+MAX_USERNAME_LENGTH = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _json_reply(body: dict[str, Any], cid: str, **headers: str) -> HttpResponse:
@@ -57,15 +71,28 @@ def _guard(view: Any) -> Any:
 
 
 def _credentials(request: HttpRequest) -> tuple[str, str]:
+    """The username and password of a log-in body, or BadRequest / PayloadTooLarge saying what is wrong.
+
+    Anyone can reach this without credentials, so the body is parsed within
+    ``integration.jsonio``'s limits, and a username that no definition can have (longer
+    than the model allows, or with control characters such as NUL, which PostgreSQL
+    refuses) is refused here, before anything looks it up, logs it or counts it.
+    """
     try:
-        data = json.loads(request.body or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadRequest("Send a JSON object with `username` and `password`") from None
+        body = request.body
+    except RequestDataTooBig:
+        raise PayloadTooLarge(f"Request body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes") from None
+    try:
+        data = jsonio.loads(body or b"{}", "request body")
+    except jsonio.InvalidJSON as exc:
+        raise BadRequest(f"{exc.details}; send a JSON object with `username` and `password`") from None
     if not isinstance(data, dict):
         raise BadRequest("Send a JSON object with `username` and `password`")
     username, password = data.get("username"), data.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         raise BadRequest("`username` and `password` are required strings")
+    if len(username) > MAX_USERNAME_LENGTH or _CONTROL.search(username):
+        raise BadRequest(f"`username` must be at most {MAX_USERNAME_LENGTH} characters, with no control characters")
     return username, password
 
 

@@ -223,6 +223,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "integration.api_base.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # JSON within integration.jsonio's nesting and number limits (DRF's own parser lets deep nesting crash).
+    "DEFAULT_PARSER_CLASSES": [
+        "integration.jsonio.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard management API",
@@ -305,6 +311,11 @@ else:
             "CONFIG": {"path": str(VAR_DIR / "channel-layer.sqlite3"), "capacity": CHANNEL_LAYER_CAPACITY},
         }
     }
+# Seconds a push, a disconnect (the admin's action) or a connection joining its push groups waits for the
+# channel layer before giving up with PushFailed (503; close 4503 for a connection) instead of holding a web
+# worker or a WebSocket connection while Redis is down or paused. Also bounds the check that notices a layer
+# that lost its group memberships (integration/channels/ws_groups.py).
+PUSH_TIMEOUT = env_float("PUSH_TIMEOUT", 2.0, minimum=0.1)
 # Origins (https://app.example.com, or a host name such as .example.com) whose pages may open WebSocket
 # connections; `*` = any. Empty: pages served from ALLOWED_HOSTS only. Clients that send no Origin header
 # (programs, not browsers) are always let through: nothing ambient authenticates them.

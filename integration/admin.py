@@ -18,6 +18,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.models import SecurityDefinition
+from integration import jsonio
 from integration.admin_base import ListingMixin, count_of, search_terms
 from integration.channels.rest import json_default
 from integration.errors import SwitchboardError, error_body
@@ -79,9 +80,9 @@ class InvokeForm(forms.Form):
         if not text:
             return None
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+            return jsonio.loads(text)
+        except jsonio.InvalidJSON as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.reason}") from None
 
 
 @admin.register(DeployedService)
@@ -149,7 +150,10 @@ class DeployedServiceAdmin(ListingMixin):
         if isinstance(body, bytes):
             shown = f"<{len(body)} bytes>"
         elif isinstance(body, (dict, list)):
-            shown = json.dumps(body, indent=2, default=json_default)
+            try:
+                shown = json.dumps(body, indent=2, default=json_default)
+            except (RecursionError, ValueError, TypeError) as exc:  # nested too deep, a huge int: the service's data
+                shown = f"<the response cannot be shown as JSON: {type(exc).__name__}: {str(exc)[:200]}>"
         else:
             shown = str(body)
         return {"status": status, "body": shown, "cid": cid, "ms": (time.perf_counter() - started) * 1000}
@@ -349,20 +353,21 @@ class WebSocketClientAdmin(ListingMixin):
 
     @admin.action(description="Disconnect the selected clients", permissions=["disconnect"])
     def disconnect(self, request: HttpRequest, queryset: QuerySet[WebSocketClient]) -> None:
-        from integration.push import disconnect
+        """Ask each selected connection to close (4005). The first ``PushFailed`` stops the action:
+        every further client would wait ``PUSH_TIMEOUT`` too, holding the page for minutes."""
+        from integration.push import PushFailed, disconnect
 
         client_ids = list(queryset.values_list("client_id", flat=True))
-        errors = []
+        done = 0
         for client_id in client_ids:
             try:
                 disconnect(client_id)
-            except Exception as exc:  # the channel layer is down: say so, never a traceback page
-                errors.append(str(exc) or type(exc).__name__)
-        if errors:
-            self.message_user(request, f"Could not reach the channel layer for {len(errors)} of {len(client_ids)} "
-                              f"clients: {errors[-1][:200]}", messages.ERROR)
-        if len(errors) < len(client_ids):
-            done = len(client_ids) - len(errors)
+            except PushFailed as exc:  # the channel layer is down: say so, never a traceback page
+                self.message_user(request, f"Could not reach the channel layer for {len(client_ids) - done} of "
+                                  f"{len(client_ids)} clients: {exc.details}", messages.ERROR)
+                break
+            done += 1
+        if done:
             self.message_user(request, f"Asked {done} client{'s' if done != 1 else ''} to disconnect (code 4005); "
                               "they leave this list within a second or two.", messages.SUCCESS)
 

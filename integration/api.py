@@ -6,6 +6,7 @@ base viewset (``integration.api_base``); each resource here says what to search 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import django_filters
@@ -26,8 +27,9 @@ from integration.api_filters import StrictBooleanFilter, UpperChoiceFilter, name
 from integration.api_schema import ManagementSchema
 from integration.channels.rest import error_response, render_result
 from integration.deploy import deploy_sources
-from integration.errors import BadRequest, SwitchboardError
+from integration.errors import BadRequest, InternalError, SwitchboardError
 from integration.invoke import invoke
+from integration.jsonio import JSONParser
 from integration.models import DeployedService, RestChannel, ServiceModule, WebSocketChannel, WebSocketClient
 from integration.serializers import (
     DeployResultSerializer,
@@ -44,6 +46,8 @@ from integration.services import HTTP_VERBS, ChannelInfo
 from integration.signals import one_change
 
 _NAME = "[^/]+"  # services and modules are looked up by name; dots are part of names
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceFilter(django_filters.FilterSet):
@@ -66,7 +70,7 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     queryset = DeployedService.objects.select_related("module").order_by("name")
     lookup_field = "name"
     lookup_value_regex = _NAME
-    parser_classes = [parsers.JSONParser, parsers.MultiPartParser, parsers.FormParser]
+    parser_classes = [JSONParser, parsers.MultiPartParser, parsers.FormParser]
     search_fields = ["name", "module__name"]
     filterset_class = ServiceFilter
 
@@ -201,7 +205,8 @@ class WebSocketChannelViewSet(ConfigViewSet):
 
     ``?search=`` looks in names and paths. ``DELETE {id}/clients/{client_id}/`` asks that
     connection to close (code 4005), wherever it is served: 202, since the server holding
-    it closes it a moment later.
+    it closes it a moment later; 503 (the one error shape) when the channel layer cannot be
+    reached within ``PUSH_TIMEOUT``.
     """
 
     queryset = WebSocketChannel.objects.select_related("service", "security").order_by("name")
@@ -235,19 +240,23 @@ class WebSocketChannelViewSet(ConfigViewSet):
         page = self.paginate_queryset(narrowed.qs)
         return self.get_paginated_response(WebSocketClientSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    # 404: no such client on this channel; 503: the channel layer cannot be reached (both in the one error shape).
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT,
+                                            503: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["delete"], url_path=r"clients/(?P<client_id>[0-9a-f]{32})")
     def disconnect(self, request: Request, pk: str | None = None, client_id: str = "") -> Response:
-        from integration.push import disconnect
+        from integration.push import PushFailed, disconnect
 
         channel = self.get_object()
         if not WebSocketClient.objects.live().filter(channel=channel, client_id=client_id).exists():
             raise NotFound(f"No client {client_id} is connected to this channel")
         try:
-            disconnect(client_id)
-        except Exception as exc:  # the channel layer cannot be reached
-            return api_error(request, status.HTTP_503_SERVICE_UNAVAILABLE,
-                             f"The channel layer cannot be reached: {str(exc)[:200]}")
+            disconnect(client_id)  # bounded by PUSH_TIMEOUT
+        except PushFailed as exc:
+            response = api_error(request, status.HTTP_503_SERVICE_UNAVAILABLE,
+                                 f"{exc.details}; the client was not disconnected")
+            response["Retry-After"] = "5"  # about how long a restarted Redis takes to be joined again
+            return response
         return Response({"client_id": client_id, "disconnecting": True}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -281,16 +290,20 @@ class InvokeView(APIView):
     def post(self, request: Request, service: str) -> HttpResponse:
         cid = _cid(request)
         try:
+            # DRF parses lazily, within integration.jsonio's limits (REST_FRAMEWORK's parsers): the one shape here.
             payload = request.data if request.body else None
-        except ParseError as exc:  # DRF parses lazily; report it in the one shape
-            return error_response(BadRequest(f"Invalid JSON in request body: {exc.detail}"), cid)
+        except ParseError as exc:
+            return error_response(BadRequest(str(exc.detail)), cid)
         try:
             user = getattr(request.user, "username", "")
             result = invoke(service, payload, channel=ChannelInfo(type="invoke", name="manage-api", username=user),
                             cid=cid)
+            response = render_result(result)
         except SwitchboardError as exc:
             return error_response(exc, cid)
-        response = render_result(result)
+        except Exception:  # output JSON cannot carry (nested too deep, say): the service's bug, logged
+            logger.exception("[%s] The response of %s could not be rendered", cid, service[:200])
+            return error_response(InternalError(), cid)
         if not response.content and not result.content_type:
             # Nothing to parse: an empty answer is not labelled JSON (which it cannot be).
             response["Content-Type"] = "text/plain; charset=utf-8"

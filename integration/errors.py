@@ -74,6 +74,13 @@ class ServiceUnavailable(SwitchboardError):
     default_details = "Service unavailable"
 
 
+class PushFailed(ServiceUnavailable):
+    """The channel layer (Redis, or the embedded SQLite file) could not be reached, or did not answer
+    within ``PUSH_TIMEOUT`` seconds: the push or disconnect may have reached nobody (``integration.push``)."""
+
+    default_details = "The channel layer cannot be reached; the push was not delivered. Try again later"
+
+
 class ServiceNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"No such service `{name}`")

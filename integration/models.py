@@ -294,6 +294,14 @@ _WS_PATH_CHARS = re.compile(r"^/[A-Za-z0-9_\-./~:@!$&'()*+,;=%]*$")
 # Security definition types whose credentials a WebSocket client can carry: a token (JWT,
 # API key, Vault token) or a username and secret (Basic Auth, technical account, Vault).
 WEBSOCKET_SECURITY_TYPES = ("jwt", "basic_auth", "tech_acc", "apikey", "vault_conn_sec")
+#: Largest value of a channel's whole-number limits: PostgreSQL's integer column, on every
+#: database, so a channel saved on SQLite saves on PostgreSQL too.
+MAX_LIMIT = 2**31 - 1
+#: Largest ``max_message_size`` (64 MiB): daphne holds a whole message in memory before the
+#: channel sees it, and ``manage.py serve`` raises daphne's own limit to the largest channel's.
+MAX_WEBSOCKET_MESSAGE_SIZE = 64 * 1024 * 1024
+_WEBSOCKET_LIMITS = {"new_token_wait_time": "seconds", "token_ttl": "seconds", "idle_timeout": "seconds",
+                     "max_messages_per_second": "messages a second"}
 
 
 @config_model
@@ -396,6 +404,13 @@ class WebSocketChannel(CleanOnSave):
             sec_type = SecurityDefinition.objects.filter(pk=self.security_id).values_list("sec_type", flat=True).first()
             if sec_type is not None and sec_type not in WEBSOCKET_SECURITY_TYPES:
                 errors["security"] = "WebSocket clients cannot carry this type of credentials."
+        for field, unit in _WEBSOCKET_LIMITS.items():
+            value = getattr(self, field)
+            if isinstance(value, int) and value > MAX_LIMIT:
+                errors[field] = f"At most {MAX_LIMIT} {unit}."
+        if isinstance(self.max_message_size, int) and self.max_message_size > MAX_WEBSOCKET_MESSAGE_SIZE:
+            errors["max_message_size"] = (f"At most {MAX_WEBSOCKET_MESSAGE_SIZE} bytes (64 MiB); send larger data "
+                                          "over a REST channel.")
         if errors:
             raise ValidationError(errors)
 

@@ -17,6 +17,17 @@ A push is fire and forget. Clients that are not connected when it is sent never 
 there is no queue for them, and the call does not fail. A client whose inbox is full
 (``CHANNEL_LAYER_CAPACITY`` messages it has not taken yet) loses the extra messages.
 
+A push is bounded in time. When the layer cannot be reached (Redis stopped, refusing
+connections, or paused so that nothing answers; the SQLite file locked) ``push``, ``apush``
+and ``disconnect`` give up after ``PUSH_TIMEOUT`` seconds (2 by default) and raise
+``PushFailed``, a 503 in the one error shape when it leaves a service, instead of holding a
+web worker: the caller learns that nobody got the message. The timeout covers the whole
+call (connecting included), so redis-py's own socket timeouts need not be short. A push
+that timed out may still have reached some clients (Redis may have taken it just before it
+stopped answering); one that failed on a refused connection reached nobody. When Redis
+comes back, empty or not, the WebSocket servers join their groups again within a few
+seconds (``integration.channels.ws_groups``), so later pushes reach every client again.
+
 Each connection belongs to three groups of the layer, named here: its own, its channel's
 and its user's. Group names must be ASCII letters, digits, ``-``, ``_`` and ``.`` and
 shorter than 100 characters, so user names are hashed; channels are named by their id,
@@ -25,18 +36,26 @@ so renaming a channel keeps its clients reachable.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import re
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 
+from integration.errors import PushFailed
 from integration.invoke import new_cid
 
+__all__ = ["PushFailed", "apush", "disconnect", "layer_call", "push"]
+
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 PUSH_EVENT = "ws.push"  # handled by WebSocketChannelConsumer.ws_push
 DISCONNECT_EVENT = "ws.disconnect"  # handled by WebSocketChannelConsumer.ws_disconnect
@@ -66,8 +85,9 @@ def push(
     """Send ``data`` (anything JSON can carry) to connected clients; see the module docstring for who gets it.
 
     Raises ``ValueError`` when no recipient is named, the client id is malformed or no
-    WebSocket channel has that name, and ``TypeError`` when ``data`` cannot be JSON.
-    Clients not connected are skipped silently.
+    WebSocket channel has that name, ``TypeError`` when ``data`` cannot be JSON, and
+    ``PushFailed`` when the channel layer does not take the push within ``PUSH_TIMEOUT``
+    seconds. Clients not connected are skipped silently.
     """
     group, event = push_event(data, client=client, channel=channel, user=user, cid=cid)
     async_to_sync(_group_send)(group, event)
@@ -81,7 +101,7 @@ async def apush(
     user: str | None = None,
     cid: str | None = None,
 ) -> None:
-    """``push`` for code running on an event loop."""
+    """``push`` for code running on an event loop; raises the same errors."""
     from asgiref.sync import sync_to_async
 
     from integration import snapshot
@@ -94,7 +114,10 @@ async def apush(
 
 
 def disconnect(client_id: str) -> None:
-    """Ask the connection with this client id to close (code 4005), wherever it is served; no-op if gone."""
+    """Ask the connection with this client id to close (code 4005), wherever it is served; no-op if gone.
+
+    Raises ``PushFailed`` when the channel layer does not take the request within ``PUSH_TIMEOUT``.
+    """
     async_to_sync(_group_send)(client_group(_checked_client_id(client_id)), {"type": DISCONNECT_EVENT})
 
 
@@ -146,9 +169,35 @@ def _channel_id(name: Any, snap: Any = None) -> int:
     return compiled.id
 
 
+async def layer_call(operation: Awaitable[T], what: str, timeout: float | None = None) -> T:
+    """Await one channel-layer operation for at most ``timeout`` (``PUSH_TIMEOUT``) seconds.
+
+    Any failure of the layer (a refused or reset connection, a Redis error, an SQLite error,
+    the timeout) becomes ``PushFailed``, whose message names only the exception's type: the
+    layer's own messages may carry host names, and callers show this one to clients.
+    ``what`` says what was attempted, for the log and the message.
+    """
+    limit = settings.PUSH_TIMEOUT if timeout is None else timeout
+    try:
+        return await asyncio.wait_for(operation, limit)
+    except TimeoutError:
+        raise PushFailed(f"The channel layer did not answer within {limit:g} s ({what}); try again later") from None
+    except (ValueError, TypeError):
+        raise  # a programming error (a bad group or channel name, a message that is not a dict), not the layer's
+    except Exception as exc:
+        logger.debug("Channel layer error (%s): %r", what, exc)  # callers log the failure once, with context
+        raise PushFailed(f"The channel layer cannot be reached ({what}: {type(exc).__name__}); "
+                         "try again later") from exc
+
+
 async def _group_send(group: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("No channel layer is configured (settings.CHANNEL_LAYERS)")
-    await layer.group_send(group, event)
-    logger.debug("[%s] Pushed %d characters to %s", event.get("cid", "-"), len(event.get("text", "")), group)
+    cid = event.get("cid", "-")
+    try:
+        await layer_call(layer.group_send(group, event), "push" if event["type"] == PUSH_EVENT else "disconnect")
+    except PushFailed as exc:
+        logger.warning("[%s] Push to %s failed: %s", cid, group, exc.details)
+        raise
+    logger.debug("[%s] Pushed %d characters to %s", cid, len(event.get("text", "")), group)

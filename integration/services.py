@@ -31,6 +31,7 @@ from integration.errors import (  # re-exported for service authors
     BadRequest,
     Forbidden,
     NotFound,
+    PushFailed,
     SwitchboardError,
     Unauthorized,
 )
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 __all__ = [
     "UTC", "UUID", "AsIs", "BadRequest", "Bool", "Bunch", "Date", "DateTime", "Decimal", "Dict",
     "DictList", "Float", "Forbidden", "HTTPRequestInfo", "Int", "List", "Many", "NotFound", "Opaque",
-    "Request", "Response", "Secret", "Service", "SwitchboardError", "Text", "Unauthorized",
+    "PushFailed", "Request", "Response", "Secret", "Service", "SwitchboardError", "Text", "Unauthorized",
 ]
 
 HTTP_VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -203,6 +204,8 @@ class Service:
         With no recipient named, a service invoked over WebSocket pushes to the client that
         called it. Clients not connected are skipped: a push is not queued for later.
         Works in every process (web, worker), through the channel layer (``integration.push``).
+        Raises ``PushFailed`` (503 to the caller, unless the service catches it) when the layer
+        cannot be reached within ``PUSH_TIMEOUT`` seconds.
         """
         from integration.push import push
 

@@ -98,9 +98,14 @@ class Job(models.Model):
 
     @property
     def interval(self) -> timedelta:
-        return timedelta(
-            weeks=self.weeks, days=self.days, hours=self.hours, minutes=self.minutes, seconds=self.seconds
-        )
+        """The interval (whole seconds); ``plans.PlanError`` naming a field if no timedelta can hold it."""
+        total = plans.interval_seconds(self.weeks or 0, self.days or 0, self.hours or 0, self.minutes or 0,
+                                       self.seconds or 0)
+        try:
+            return timedelta(seconds=total)
+        except OverflowError:  # a row no validation let through: say so rather than crash the reader
+            plans.check_interval(**self._interval_values())
+            raise
 
     def plan(self) -> plans.Plan:
         """The job's schedule; raises ``plans.PlanError`` naming the field at fault."""
@@ -125,18 +130,37 @@ class Job(models.Model):
         except (plans.PlanError, ValueError):
             return None
 
+    def _interval_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name, _unit in plans.INTERVAL_UNITS}
+
     def clean(self) -> None:
         errors: dict[str, Any] = {}
         if self.job_type not in self.JobType.values:
             errors["job_type"] = f"Unrecognized job type [{self.job_type}]"
         if self.start_date is None:
             errors["start_date"] = "A start date is required"
+        elif isinstance(self.start_date, datetime):
+            try:
+                plans.check_start(self.start_date)
+            except plans.PlanError as exc:
+                errors[exc.field] = exc.message
+        # Numbers that no column or timedelta can hold. clean() runs even when a field's own
+        # validation failed (the value is then not a number at all, and that field's message says so).
+        numbers = self._interval_values()
+        numbers_ok = all(isinstance(value, int) for value in numbers.values()) and isinstance(self.repeats, int | None)
+        if numbers_ok:
+            try:
+                plans.check_interval(**numbers)
+            except plans.PlanError as exc:
+                errors[exc.field] = exc.message
+            if self.repeats is not None and self.repeats > plans.MAX_REPEATS:
+                errors["repeats"] = f"At most {plans.MAX_REPEATS} repeats (leave empty to repeat forever)"
         if self.timezone:
             try:
                 plans.zone(self.timezone)
             except plans.PlanError as exc:
                 errors["timezone"] = exc.message
-        if not errors:
+        if not errors and numbers_ok:
             if self.job_type == plans.CRON_STYLE:
                 try:
                     self.cron_definition = plans.Cron.parse(self.cron_definition).expression

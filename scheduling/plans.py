@@ -47,10 +47,29 @@ _FIELDS = (  # name, lowest, highest, names
     ("month", 1, 12, _MONTHS),
     ("day of week", 0, 7, _WEEKDAYS),  # 0 and 7 are both Sunday
 )
-_PART = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?$")
+# ASCII digits only, and at most four of them: no cron value or step is longer, and int() of a
+# 5,000-digit step would raise ValueError (Python's digit limit) instead of a PlanError.
+_PART = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/([0-9]{1,4}))?$")
 # How far ahead a cron expression is searched; "0 0 29 2 1" (Feb 29 or a Monday) always hits
 # within a week, and Feb 29 alone within 8 years.
 _SEARCH_DAYS = 366 * 9
+
+# Bounds on what a job may ask for. Without them a job could be saved that crashes whoever
+# reads it (``timedelta(weeks=2**31)`` overflows, ``start + interval * k`` runs past the year
+# 9999, PostgreSQL refuses a 32-bit column's overflow): each is checked where input arrives
+# (``scheduling.models.Job.clean``: admin, API and the zato.scheduler.job.* services), and the
+# arithmetic below also stops quietly at the end of the calendar instead of raising.
+
+#: The longest interval, in seconds (about 68 years): django-celery-beat keeps an interval
+#: schedule's length in a 32-bit column (``IntervalSchedule.every``).
+MAX_INTERVAL_SECONDS = 2**31 - 1
+#: Most repeats a job may have (a 32-bit column on PostgreSQL; the same everywhere).
+MAX_REPEATS = 2**31 - 1
+#: Start dates from the Unix epoch to the end of 8999: room above for the plans' arithmetic.
+EARLIEST_START = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_START = datetime(8999, 12, 31, 23, 59, 59, tzinfo=UTC)
+#: Interval fields, largest first, with their length in seconds.
+INTERVAL_UNITS = (("weeks", 7 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1))
 
 
 class PlanError(ValueError):
@@ -60,6 +79,36 @@ class PlanError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+def interval_seconds(weeks: int = 0, days: int = 0, hours: int = 0, minutes: int = 0, seconds: int = 0) -> int:
+    """The interval in whole seconds, in integer arithmetic (no overflow, however large)."""
+    return weeks * 7 * 86400 + days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def check_interval(**values: int) -> None:
+    """PlanError naming the field when weeks/days/hours/minutes/seconds give an interval over the limit.
+
+    A field that alone exceeds the limit is named with its own maximum; otherwise the field
+    that carries the sum over it (counting from weeks down) is named.
+    """
+    total = 0
+    for name, unit in INTERVAL_UNITS:
+        value = values.get(name) or 0
+        if value > MAX_INTERVAL_SECONDS // unit:
+            raise PlanError(name, f"At most {MAX_INTERVAL_SECONDS // unit} {name}: an interval can be at most "
+                                  f"{MAX_INTERVAL_SECONDS} seconds (about 68 years)")
+        total += value * unit
+        if total > MAX_INTERVAL_SECONDS:
+            raise PlanError(name, f"The interval (weeks, days, hours, minutes and seconds together) can be at most "
+                                  f"{MAX_INTERVAL_SECONDS} seconds (about 68 years)")
+
+
+def check_start(start: datetime) -> None:
+    """PlanError naming ``start_date`` when it is outside EARLIEST_START to LATEST_START."""
+    if not EARLIEST_START <= start <= LATEST_START:
+        raise PlanError("start_date", f"The start date must be from {EARLIEST_START:%Y-%m-%d} to "
+                                      f"{LATEST_START:%Y-%m-%d} (UTC)")
 
 
 def zone(name: str) -> ZoneInfo:
@@ -147,6 +196,8 @@ def _value(text: str, spec: tuple[str, int, int, dict[str, int]]) -> int:
         return names[text]
     if not text.isdigit():
         raise PlanError("cron_definition", f"`{text}` is not a number or a name in the {name} field")
+    if len(text) > 4:  # out of range, and int() of thousands of digits raises ValueError
+        raise PlanError("cron_definition", f"`{text[:8]}...` is outside {low}-{high} in the {name} field")
     value = int(text)
     if not low <= value <= high:
         raise PlanError("cron_definition", f"{value} is outside {low}-{high} in the {name} field")
@@ -212,14 +263,21 @@ class Plan:
 
     def first(self) -> datetime | None:
         """The plan's first instant (the start date for one-time and interval plans)."""
+        if self.start == datetime.min.replace(tzinfo=UTC):
+            return self.start if self.job_type != CRON_STYLE else self.next_after(self.start)
         return self.next_after(self.start - timedelta(microseconds=1))
 
     def last(self) -> datetime | None:
-        """The final instant of a plan that ends (one-time, or interval with repeats), else None."""
+        """The final instant of a plan that ends (one-time, or interval with repeats), else None.
+
+        An interval plan whose last repeat would fall after the end of the calendar (year
+        9999) ends with the last instant there is.
+        """
         if self.job_type == ONE_TIME:
             return self.start
         if self.job_type == INTERVAL_BASED and self.repeats is not None and self.every is not None:
-            return self.start + self.every * (self.repeats - 1)
+            return _later(self.start, self.every, self.repeats - 1) or _later(
+                self.start, self.every, (datetime.max.replace(tzinfo=UTC) - self.start) // self.every)
         return None
 
     def _next_interval(self, moment: datetime) -> datetime | None:
@@ -227,12 +285,18 @@ class Plan:
         index = 0 if moment < self.start else (moment - self.start) // every + 1
         if self.repeats is not None and index >= self.repeats:
             return None
-        return self.start + every * index
+        return _later(self.start, every, index)  # None past the year 9999: no run left
 
     def _next_cron(self, moment: datetime) -> datetime | None:
         cron = self.cron_expr
         if cron is None:
             return None
+        try:
+            return self._search_cron(cron, moment)
+        except (OverflowError, ValueError):  # ran past the year 9999: no run left
+            return None
+
+    def _search_cron(self, cron: Cron, moment: datetime) -> datetime | None:
         floor = max(moment, self.start - timedelta(microseconds=1))
         # Start a day early: a wall time on the previous local date can still map after
         # `floor` around a DST change, and candidates are checked in UTC anyway.
@@ -250,6 +314,14 @@ class Plan:
                         if instant > floor:
                             return instant
             day += timedelta(days=1)
+        return None
+
+
+def _later(start: datetime, every: timedelta, count: int) -> datetime | None:
+    """``start + every * count``, or None when that is past the end of the calendar."""
+    try:
+        return start + every * count
+    except OverflowError:
         return None
 
 

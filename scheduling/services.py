@@ -21,6 +21,9 @@ from typing import Any
 from integration.errors import BadRequest, NotFound
 from integration.services import Service
 
+#: Pages of zato.scheduler.job.get-list beyond this are empty (250 x 10**9 jobs would be needed to fill one).
+MAX_PAGE = 10**9
+
 
 def _payload(service: Service) -> dict[str, Any]:
     data = service.request.payload
@@ -34,15 +37,38 @@ def _job(data: dict[str, Any]) -> Any:
 
     query = Job.objects.select_related("service")
     if data.get("id") is not None:
-        job = query.filter(pk=data["id"]).first() if str(data["id"]).isdigit() else None
-        label = f"id {data['id']}"
+        job_id = _whole_number(data["id"])
+        if job_id is None:
+            raise BadRequest({"id": ["A job id is a whole number"]})
+        job = query.filter(pk=job_id).first()  # Django answers nothing for an id past the column's range
+        label = f"id {job_id}"
     elif data.get("name"):
-        job, label = query.filter(name=data["name"]).first(), f"name `{data['name']}`"
+        name = _name(data["name"], "name")
+        # A name with NUL cannot exist (serializers refuse it), and PostgreSQL refuses to compare one.
+        job = None if "\x00" in name else query.filter(name=name).first()
+        label = f"name `{name[:200]}`"
     else:
         raise BadRequest("Give the job's `id` or `name`")
     if job is None:
         raise NotFound(f"No job with {label}")
     return job
+
+
+def _whole_number(value: Any) -> int | None:
+    """An id as Zato's clients send it (a number, or digits in a string), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 100:
+        return int(value)
+    return None
+
+
+def _name(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequest({field: ["Must be a string"]})
+    return value
 
 
 def _save(data: dict[str, Any], instance: Any = None) -> dict[str, Any]:
@@ -125,12 +151,15 @@ class GetJobList(Service):
         data = self.request.payload if isinstance(self.request.payload, dict) else {}
         query = Job.objects.select_related("service").order_by("name")
         if data.get("service_name"):
-            query = query.filter(service__name=data["service_name"])
+            service_name = _name(data["service_name"], "service_name")
+            query = query.none() if "\x00" in service_name else query.filter(service__name=service_name)
         try:
             page = max(1, int(data.get("cur_page") or 1))
             size = min(250, max(1, int(data.get("page_size") or 50)))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise BadRequest("`cur_page` and `page_size` must be numbers") from None
+        # Past MAX_PAGE every page is empty; the cap keeps the database's OFFSET within its 64 bits.
+        page = min(page, MAX_PAGE)
         self.response.payload = [_describe(job) for job in query[(page - 1) * size: page * size]]
 
 

@@ -127,7 +127,11 @@ MAX_NOTIFICATION_LENGTH = 1000
 
 class Notify(Service):
     """A backend system raises a notification: ``POST /demo/notify {"text": "..."}`` pushes it to every browser
-    connected to the demo WebSocket channel, in whichever process serves them."""
+    connected to the demo WebSocket channel, in whichever process serves them.
+
+    503 in the one error shape (``PushFailed``, raised by ``self.push``) when the channel layer
+    cannot be reached within ``PUSH_TIMEOUT``: the backend learns that nobody was notified and
+    can try again, instead of a 200 for a notification that went nowhere."""
 
     name = "demo.notify"
 

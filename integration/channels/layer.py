@@ -50,6 +50,19 @@ How it works:
   ``group_discard``). Memberships older than ``group_expiry`` are ignored, then deleted.
 * After a fork (gunicorn with preload) the child gets its own process key, connections,
   threads and doorbell.
+* A lost file. Deleted (``rm var/channel-layer.sqlite3*``, a cleaner) or replaced while
+  processes run, the old file lives on for the processes holding it open, and they would
+  keep talking to each other through it while a new process talks to a new file. So each
+  connection remembers which file (device, inode) it opened, and the writer (before every
+  call) and the poller (before every look, at least once a second while anyone waits)
+  compare it with the file now at the path, one ``stat`` each: on a difference they move to
+  that file, creating it if it is missing (SQLite itself discards a lost file's leftover
+  WAL). The messages and group memberships of the lost file are gone; each file holds a
+  random *epoch* (``layer_meta``), and ``epoch()`` tells WebSocket servers to join their
+  groups again (``integration.channels.ws_groups``). Replace the file only together with its
+  ``-wal`` and ``-shm`` (or delete all three): SQLite ties a WAL to a path, not to a file.
+  A deleted ``<path>.bells`` directory is not made again: pollers then look once a second
+  (``FALLBACK_INTERVAL``) instead of being woken.
 
 Measured with ``bench/channel_layer.py`` on this project's 2-core machine (busy with other
 work at the time), sender and receiver in separate processes, channels_redis on the local
@@ -97,7 +110,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Formatted with a fresh random epoch (hexadecimal) when a file is set up; see ``read_epoch``.
 SCHEMA = """
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS layer_message (
@@ -119,9 +133,12 @@ CREATE TABLE IF NOT EXISTS layer_group (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS layer_group_channel ON layer_group (channel);
 CREATE INDEX IF NOT EXISTS layer_group_joined ON layer_group (joined);
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS layer_meta (epoch TEXT NOT NULL);
+INSERT INTO layer_meta (epoch) SELECT '{epoch}' WHERE NOT EXISTS (SELECT 1 FROM layer_meta);
+PRAGMA user_version = 2;
 COMMIT;
 """
+
 
 # At most this many rows are claimed in one statement; a full batch makes the poller go again at once.
 CLAIM_BATCH = 500
@@ -169,7 +186,7 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             try:
-                conn.executescript(SCHEMA)
+                conn.executescript(SCHEMA.format(epoch=secrets.token_hex(8)))
             except sqlite3.Error:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -178,6 +195,35 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+FileIdentity = tuple[int, int]  # (device, inode)
+
+
+def file_identity(path: str) -> FileIdentity | None:
+    """Which file ``path`` names now (device and inode), or None when there is none: one stat, about 1 µs."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def open_file(path: str, busy_timeout: float) -> tuple[sqlite3.Connection, FileIdentity | None]:
+    """Connect to the layer's file (creating it if missing), and say which file that is, to notice its loss.
+
+    A lost file's ``-wal`` and ``-shm`` need no cleaning up: SQLite deletes a WAL it finds
+    beside an empty database file instead of reading it, and never checkpoints into, nor
+    deletes the WAL of, a file that was unlinked under an open connection.
+    """
+    conn = connect(path, busy_timeout)
+    return conn, file_identity(path)
+
+
+def read_epoch(conn: sqlite3.Connection) -> str:
+    """The random token written when this file was set up: a new file (the old one lost) has another."""
+    row = conn.execute("SELECT epoch FROM layer_meta LIMIT 1").fetchone()
+    return row[0] if row else ""
 
 
 def insert_message(
@@ -455,6 +501,7 @@ class Writer:
         self.layer = layer
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-layer-writer")
         self.conn: sqlite3.Connection | None = None
+        self.file: FileIdentity | None = None  # which file self.conn has open
         self.next_cleanup = 0.0
         self.ringer = Ringer(layer.bell_directory) if layer.bell_directory is not None else None
 
@@ -465,8 +512,10 @@ class Writer:
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         layer = self.layer
         try:
+            if self.conn is not None and layer.lost(self.file):
+                self._close()  # the file was deleted or replaced: write to the one at the path now
             if self.conn is None:
-                self.conn = layer.connect()
+                self.conn, self.file = layer.open()
             now = time.time()
             if now >= self.next_cleanup:
                 self.next_cleanup = now + layer.cleanup_interval
@@ -649,10 +698,14 @@ class Poller:
         seen = (-1, frozenset[str](), 0.0)  # data_version, plan, time of the last claim
         next_cleanup = 0.0
         bell = self.bell or Doorbell(None, self.key)  # always set by _start(); this keeps the types exact
+        file: FileIdentity | None = None
         while not self.stopping:
             try:
+                if conn is not None and self.layer.lost(file):
+                    conn.close()  # the file was deleted or replaced: look in the one at the path now
+                    conn, seen = None, (-1, frozenset[str](), 0.0)
                 if conn is None:
-                    conn = self.layer.connect()
+                    conn, file = self.layer.open()
                 claimed_at = seen[2]
                 seen, next_cleanup, timeout = self._tick(conn, seen, next_cleanup)
                 if seen[2] != claimed_at and CLAIM_GAP:
@@ -768,10 +821,25 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def connect(self) -> sqlite3.Connection:
-        conn = connect(self.path, self.busy_timeout)
+    def open(self) -> tuple[sqlite3.Connection, FileIdentity | None]:
+        """A connection to the file at the path (created if missing), and which file that is."""
+        conn, file = open_file(self.path, self.busy_timeout)
         conn.create_function("layer_capacity", 1, self.get_capacity, deterministic=True)
-        return conn
+        return conn, file
+
+    def lost(self, file: FileIdentity | None) -> bool:
+        """Whether the file a connection has open is no longer the one at the path (deleted or replaced).
+
+        Checked before every write and every poll (a stat, about 1 µs), so a process moves to
+        a new file as soon as it next uses the layer or, when waiting for messages, within
+        ``FALLBACK_INTERVAL``. What the old file held (queued messages, group memberships)
+        is gone with it; the WebSocket servers notice from ``epoch()`` and join their groups again.
+        """
+        now = file_identity(self.path)
+        if now == file:
+            return False
+        logger.warning("channel layer: %s was deleted or replaced; using the file now at that path", self.path)
+        return True
 
     def _process(self) -> ProcessState:
         """This process's state, made anew in a forked child (threads and connections do not survive a fork)."""
@@ -877,6 +945,15 @@ class SQLiteChannelLayer(BaseChannelLayer):
             logger.info(
                 "%s of %s channels in group %s are over capacity and miss a message", members - queued, members, group
             )
+
+    async def epoch(self) -> str:
+        """A token that changes when the file is lost (deleted or replaced) and set up anew.
+
+        Group memberships live in the file, so a WebSocket server that sees another epoch
+        joins its groups again (``integration.channels.ws_groups``). Read on the writer
+        thread, which first moves to the file now at the path if its own was lost.
+        """
+        return await self._process().writer.run(read_epoch)
 
     async def flush(self) -> None:
         """Delete every message and group membership (all processes'), and this process's buffers."""

@@ -28,6 +28,7 @@ from django.views.decorators.common import no_append_slash
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed
 
+from integration import jsonio
 from integration import snapshot as snapshots
 from integration.errors import (
     BadRequest,
@@ -170,12 +171,8 @@ def _parse_body(data_format: str, content_type: str, body: bytes) -> tuple[Any, 
     media = content_type.split(";", 1)[0].strip().lower()
     if media not in _JSON_BODY_TYPES and not media.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type `{media}` is not accepted here; send application/json")
-    try:
-        return json.loads(body), body
-    except UnicodeDecodeError:
-        raise BadRequest("Request body is not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"Invalid JSON in request body: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    # integration.jsonio: nesting, number and encoding limits; its InvalidJSON is a 400.
+    return jsonio.loads(body, "request body"), body
 
 
 def _query_dict(request: HttpRequest) -> dict[str, Any]:

@@ -56,16 +56,28 @@ server answers the handshake with HTTP 403). After it:
 4401  not authenticated: no credentials within ``new_token_wait_time``, or a request first
 4403  credentials refused: bad token, wrong password, inactive definition, wrong session token
 4440  session ended: the JWT expired or was logged out, or Zato's session token expired
-4503  the security backend (the JWT session store, Vault) cannot be reached; try again
+4503  a system the connection needs cannot be reached: the channel layer (Redis, or the
+      embedded layer's file) while connecting or authenticating, so that the connection
+      could not join its push groups within ``PUSH_TIMEOUT``, or the security backend (the
+      JWT session store, Vault); reconnect a few seconds later
 ====  =====================================================================================
 
 A close caused by what the client sent, or by its credentials, is preceded by an error
 message in the connection's form saying why (Zato's form: ``zwsx.merr`` 403 for session
-problems), since daphne does not pass close reasons on. Closes by a timer (idle, no
-credentials in time, expiry) or by the server's side (4004, 4005) come without one.
+problems), since daphne does not pass close reasons on; so is 4503 (status 503). Closes
+by a timer (idle, no credentials in time, expiry) or by the server's side (4004, 4005)
+come without one.
+
 After authentication, other bad input (invalid JSON, binary frames, unknown fields, a
 message over the rate limit) gets an error message (status 400, or 429) and the
 connection stays open; a second second's worth of messages over the limit closes it.
+
+**When the channel layer goes away.** A connection that is open already stays open while
+Redis is down or paused: requests and replies do not need the layer, and the connection's
+receive from it waits and tries again instead of ending the connection (Channels' own
+would, with 1011). Pushes reach it again once the layer is back, also when Redis came back
+empty or the SQLite layer's file was deleted: each process notices within a tick and joins
+its groups again (``integration.channels.ws_groups``).
 
 **Daphne's own limits.** Daphne sends WebSocket ping frames itself after
 ``--ping-interval`` seconds (default 20) without a message from the client, and drops a
@@ -84,8 +96,8 @@ most ``WEBSOCKET_MAX_CONCURRENT_REQUESTS`` at a time, and replies may come out o
 (match them by id). Timers (new-token wait, idle, session expiry), the check for changed
 configuration and the rows of connected clients are driven by one supervisor task per
 event loop, not one per connection. Pushes to a channel or a user arrive once per process
-and are handed to its connections there (``GroupHub``); pushes to one client arrive on its
-connection's own layer channel.
+and are handed to its connections there (``ws_groups.GroupHub``); pushes to one client
+arrive on its connection's own layer channel.
 """
 
 from __future__ import annotations
@@ -109,17 +121,23 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import close_old_connections, connections
 from rest_framework.exceptions import AuthenticationFailed
 
+from integration import jsonio
 from integration import push as pushes
 from integration import snapshot as snapshots
+from integration.channels.ws_groups import LAYER_CONCURRENCY, RECEIVE_RETRY, RECEIVE_RETRY_MAX, GroupHub
 from integration.channels.ws_routing import CompiledWebSocketChannel
 from integration.errors import (
     Forbidden,
     InternalError,
+    PushFailed,
     ServiceNotFound,
     ServiceUnavailable,
     SwitchboardError,
@@ -149,12 +167,7 @@ STATUS_FOR_CLOSE = {
     FLOOD: 429, AUTH_REQUIRED: 401, AUTH_FAILED: 403, SESSION_ENDED: 401, UNAVAILABLE: 503,
 }
 
-TICK = 0.5  # seconds between the supervisor's checks of timers and configuration
-GROUP_REFRESH = 6 * 3600.0  # re-join layer groups this often (channels-redis forgets them after a day)
-# Layer group changes in flight per event loop. channels-redis uses redis-py's asyncio pool, which holds
-# at most 100 connections per loop and raises MaxConnectionsError beyond that instead of waiting: a burst
-# of connections would close with 4003 and a burst of disconnections would leave stale group members.
-LAYER_CONCURRENCY = 50
+TICK = 0.5  # seconds between the supervisor's checks of timers, configuration and the layer's epoch
 MAX_ID_LENGTH = 200
 MAX_CREDENTIAL_LENGTH = 8192
 FORBIDDEN_TEXT = "You are not authorized to access this resource"  # Zato's words
@@ -325,7 +338,8 @@ SERVER_ID = uuid.uuid4().hex  # this process's run; rows of an earlier run with 
 
 
 class Supervisor:
-    """One per event loop: timers of every connection, configuration changes, the clients' rows.
+    """One per event loop: timers of every connection, configuration changes, the clients' rows,
+    and (through its ``GroupHub``) the check that the channel layer still holds its push groups.
 
     A task per connection would wake thousands of times a second on a busy server; one
     task looking at every connection twice a second costs a few microseconds each. The
@@ -394,6 +408,8 @@ class Supervisor:
                     logger.exception("WebSocket supervisor: a check failed; trying again at the next tick")
         except asyncio.CancelledError:
             self.retire()  # the loop is ending
+            if self.hub is not None:
+                self.hub.close()
             raise
         finally:
             self.task = None
@@ -407,18 +423,15 @@ class Supervisor:
             self.snap = snap
         for consumer in list(self.consumers):
             consumer.tick(now, snap if changed else None)
-        hub = self.hub
-        if hub is not None and now - hub.refreshed_at > GROUP_REFRESH:
-            hub.refreshed_at = now
-            async with self.layer_slots:
-                await hub.refresh()
+        if self.hub is not None:
+            self.hub.tick(now)  # the layer's epoch: push groups lost with Redis' data are joined again
         if now - self.flushed_at >= settings.WEBSOCKET_CLIENT_UPDATE_INTERVAL:
             self.flushed_at = now
             await self.flush(now)
 
     def group_hub(self, layer: Any) -> GroupHub:
         if self.hub is None:
-            self.hub = GroupHub(layer)
+            self.hub = GroupHub(layer, self.layer_slots)
         return self.hub
 
     async def flush(self, now: float) -> None:
@@ -434,96 +447,6 @@ class Supervisor:
             await self.in_thread(write_client_rows, changed, clean)
         except Exception as exc:
             logger.warning("Could not update the rows of connected WebSocket clients: %s", exc)
-
-
-@dataclass(eq=False)
-class SharedGroup:
-    """A group this process has joined once for all its local members, with its own layer channel."""
-
-    layer_channel: str
-    members: set[Any]
-    joined: asyncio.Future
-    task: asyncio.Task | None = None
-
-
-class GroupHub:
-    """One layer channel per channel group and per user group in a process, fanning pushes out locally.
-
-    Channels' way, each connection receives its pushes on a layer channel of its own: a push
-    to the 1,000 clients of a channel is 1,000 receives in channels-redis (each a task, an
-    ``asyncio.wait`` and a lock waiter) and 1,000 consumer dispatches, about four times what
-    daphne itself spends sending the 1,000 frames (``bench/websocket.py``). Here the process
-    joins a channel's or a user's group once, receives each push to it once, and hands it to
-    its local members in one loop. A connection's own group (push to one client, the admin's
-    disconnect) stays on the connection's layer channel.
-    """
-
-    def __init__(self, layer: Any) -> None:
-        self.layer = layer
-        self.groups: dict[str, SharedGroup] = {}
-        self.refreshed_at = time.monotonic()
-
-    async def join(self, group: str, consumer: Any) -> None:
-        """Add a local member; the first one joins the layer group (pushes reach it once this returns)."""
-        shared = self.groups.get(group)
-        if shared is None:
-            name = await self.layer.new_channel()
-            shared = self.groups[group] = SharedGroup(name, set(), asyncio.get_running_loop().create_future())
-            shared.task = asyncio.ensure_future(self._deliver(group, shared))
-            try:
-                await self.layer.group_add(group, name)
-            except BaseException as exc:
-                if self.groups.get(group) is shared:
-                    del self.groups[group]
-                shared.task.cancel()
-                shared.joined.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
-                shared.joined.exception()  # retrieved: members waiting below re-raise it
-                raise
-            shared.joined.set_result(True)
-        shared.members.add(consumer)
-        await asyncio.shield(shared.joined)
-
-    async def leave(self, group: str, consumer: Any) -> None:
-        """Remove a local member; the last one leaves the layer group."""
-        shared = self.groups.get(group)
-        if shared is None or consumer not in shared.members:
-            return
-        shared.members.discard(consumer)
-        if shared.members:
-            return
-        del self.groups[group]
-        with contextlib.suppress(Exception):
-            await asyncio.shield(shared.joined)  # a join still on its way would add the channel after
-        if shared.task is not None:
-            shared.task.cancel()
-        await self.layer.group_discard(group, shared.layer_channel)
-
-    async def refresh(self) -> None:
-        """Re-join every group (channels-redis forgets members after ``group_expiry``, a day)."""
-        for group, shared in list(self.groups.items()):
-            try:
-                await self.layer.group_add(group, shared.layer_channel)
-            except Exception as exc:
-                logger.warning("Could not refresh the WebSocket push group %s: %s", group, exc)
-
-    async def _deliver(self, group: str, shared: SharedGroup) -> None:
-        while True:
-            try:
-                event = await self.layer.receive(shared.layer_channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("Receiving pushes for %s failed (%s); trying again in a second", group, exc)
-                await asyncio.sleep(1.0)
-                continue
-            if event.get("type") != pushes.PUSH_EVENT:
-                logger.warning("Unexpected %r event in the WebSocket push group %s", event.get("type"), group)
-                continue
-            for consumer in list(shared.members):
-                try:
-                    await consumer.ws_push(event)
-                except Exception:
-                    logger.exception("A push to WebSocket %s failed", getattr(consumer, "client_id", "?"))
 
 
 _supervisors: dict[asyncio.AbstractEventLoop, Supervisor] = {}
@@ -645,6 +568,40 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
     supervisor's threads; the event loop only parses, checks and sends.
     """
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' ``AsyncConsumer.__call__``, with a receive from the layer that outlives an outage.
+
+        Channels' own awaits the layer's ``receive`` directly, so the first error from an
+        unreachable Redis ends the consumer and daphne closes the connection with 1011. Here
+        the connection stays open (requests do not need the layer) and ``_layer_receive``
+        tries again until the layer answers.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is None:
+            raise RuntimeError("No channel layer is configured (settings.CHANNEL_LAYERS)")
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch([receive, self._layer_receive], self.dispatch)
+
+    async def _layer_receive(self) -> dict[str, Any]:
+        """The next event on this connection's layer channel, waiting out a layer that cannot be reached.
+
+        Tries again after ``RECEIVE_RETRY`` seconds, doubling up to ``RECEIVE_RETRY_MAX``; the
+        supervisor's group hub logs the outage once and joins the groups again when the layer
+        comes back empty.
+        """
+        delay = RECEIVE_RETRY
+        while True:
+            try:
+                return await self.channel_layer.receive(self.channel_name)
+            except Exception as exc:
+                logger.debug("WebSocket %s: receive from the channel layer failed (%s); again in %.2f s",
+                             getattr(self, "client_id", "-"), type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECEIVE_RETRY_MAX)
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' default closes stale database connections around every message, which costs
         # a thread hop each time; this consumer never touches the database on the loop.
@@ -665,9 +622,7 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         self.jwt_valid_until = 0.0
         self.jwt_checked_at = 0.0
         self.client_id = uuid.uuid4().hex
-        self.groups_joined: list[str] = []
-        self.shared_groups: list[str] = []
-        self.groups_joined_at = 0.0
+        self.shared_groups: list[str] = []  # the GroupHub's groups this connection joined
         self.row_id: int | None = None
         self.row_task: asyncio.Task | None = None
         self.messages_in = self.messages_out = 0
@@ -697,15 +652,16 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
             query=_query(self.scope.get("query_string", b"")),
         )
         await self.accept()
-        if not channel.has_security:
-            await self._logged_in(Login(None, None))
-        elif channel.security is not None and has_header_credentials(channel.security, self.meta):
-            try:
+        try:
+            if not channel.has_security:
+                await self._logged_in(Login(None, None))
+            elif channel.security is not None and has_header_credentials(channel.security, self.meta):
                 login = await self.supervisor.in_thread(authenticate, channel, self.meta, self.path)
-            except Refused as refused:
-                await self.fail(refused.code, refused.reason)  # header credentials: a plain-form client
-                return
-            await self._logged_in(login)
+                await self._logged_in(login)
+        except Refused as refused:
+            # Header credentials: a plain-form client. An open channel's client has said nothing yet; the
+            # plain error message still tells a person watching the frames why (4503: try again later).
+            await self.fail(refused.code, refused.reason)
 
     def _request_meta(self) -> dict[str, str]:
         meta: dict[str, str] = {}
@@ -718,7 +674,12 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         return meta
 
     async def _logged_in(self, login: Login) -> None:
-        """Mark the connection authenticated: join the push groups, record the client."""
+        """Mark the connection authenticated: join the push groups, record the client.
+
+        Raises ``Refused(UNAVAILABLE)`` (close 4503 after an error message) when the channel
+        layer does not answer within ``PUSH_TIMEOUT``: a connection that could never get a push
+        is closed, and its client reconnects later, rather than kept open deaf.
+        """
         first = not self.authenticated
         self.authenticated = True
         self.login = login
@@ -731,20 +692,14 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         shared = [pushes.channel_group(self.channel.id)]
         if login.username:
             shared.append(pushes.user_group(login.username))
-        await self._join([pushes.client_group(self.client_id)])
         hub = self.supervisor.group_hub(self.channel_layer)
-        async with self.supervisor.layer_slots:
-            for group in shared:
-                self.shared_groups.append(group)
-                await hub.join(group, self)
+        try:
+            await hub.join_connection(self, pushes.client_group(self.client_id), shared)
+        except PushFailed as exc:
+            logger.warning("WebSocket %s on %s: %s", self.client_id, self.channel.name, exc.details)
+            raise Refused(UNAVAILABLE, "Pushes cannot be set up now: the channel layer cannot be reached. "
+                          "Reconnect in a few seconds") from None
         self.row_task = asyncio.ensure_future(self._insert_row())
-
-    async def _join(self, groups: list[str]) -> None:
-        async with self.supervisor.layer_slots:
-            for group in groups:
-                await self.channel_layer.group_add(group, self.channel_name)
-        self.groups_joined = groups
-        self.groups_joined_at = time.monotonic()
 
     async def _insert_row(self) -> None:
         try:
@@ -760,14 +715,9 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
             return
         for task in list(getattr(self, "tasks", ())):
             task.cancel()
-        async with self.supervisor.layer_slots:
-            for group in getattr(self, "groups_joined", ()):
-                with contextlib.suppress(Exception):
-                    await self.channel_layer.group_discard(group, self.channel_name)
-            hub = self.supervisor.hub
-            for group in getattr(self, "shared_groups", ()) if hub is not None else ():
-                with contextlib.suppress(Exception):
-                    await hub.leave(group, self)
+        hub = self.supervisor.hub
+        if hub is not None:
+            await hub.leave_connection(self)  # bounded by PUSH_TIMEOUT; never raises
         row_task = getattr(self, "row_task", None)
         if row_task is not None:
             with contextlib.suppress(Exception):
@@ -829,9 +779,6 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
             verdict = (IDLE, f"Idle for {channel.idle_timeout} s")
         if verdict is not None:
             self._spawn(self.fail(*verdict, frame=False))
-        elif self.groups_joined and now - self.groups_joined_at > GROUP_REFRESH:
-            self.groups_joined_at = now
-            self._spawn(self._join(self.groups_joined))
 
     def _config_changed(self, snap: Any) -> None:
         fresh = snap.websockets.get(self.path)
@@ -920,9 +867,9 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         if len(text) > limit or (len(text) * 4 > limit and len(text.encode("utf-8")) > limit):
             raise Refused(TOO_BIG, f"Message larger than {limit} bytes")
         try:
-            message = json.loads(text)
-        except ValueError as exc:
-            raise self._bad_input(f"Invalid JSON: {getattr(exc, 'msg', exc)}") from None
+            message = jsonio.loads(text, "message")  # nesting and number limits: a 400, never a 4003
+        except jsonio.InvalidJSON as exc:
+            raise self._bad_input(str(exc.details)) from None
         if not isinstance(message, dict):
             raise self._bad_input("A message must be a JSON object")
         mode = "zato" if "meta" in message else "plain"

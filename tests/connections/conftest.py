@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
+import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,26 @@ import pytest
 
 from connections.models import VaultConnection
 from connections.vault import VaultGate
+from tests.servers.ftpd import FtpServer
+from tests.servers.http_fixtures import (  # noqa: F401 - fixtures for the outgoing HTTP connection tests
+    fhir_server,
+    fhir_server_basic,
+    fhir_server_open,
+    http_servers,
+    loopback_ca,
+    make_oauth_client,
+    oauth_client,
+    oauth_server,
+    private_http_servers,
+    rest_backend,
+    rest_backend_apikey,
+    rest_backend_basic,
+    rest_backend_open,
+    rest_backend_tls,
+)
+from tests.servers.slapd import SlapdServer, create_subtree, delete_subtree
+from tests.servers.sshd import SshServer
+from tests.servers.testca import ThrowawayCA
 from tests.servers.vault import FakeVault
 
 OWN_TOKEN = "hvs.switchboard-own-token-0001"
@@ -141,3 +164,113 @@ def make_tls(directory: Path) -> TLSFiles:
     server_key_path.write_text(pem_key(server_key))
     return TLSFiles(ca.public_bytes(pem).decode(), server_cert_path, server_key_path,
                     client.public_bytes(pem).decode(), pem_key(client_key))
+
+
+# --- Directory and file servers: OpenLDAP slapd, OpenSSH sshd (SFTP), pyftpdlib (FTP/FTPS) -------------
+#
+# Each is session-scoped, so under xdist every worker starts its own (they take 0.1-0.3 s, and
+# nothing is shared between workers to race on). Tests share a server and stay apart through a
+# fresh place of their own: ``ldap_subtree`` (an ou under dc=example,dc=com), ``sftp_dir`` and
+# ``ftp_dir`` (a directory in the user's home). The servers' own content (the LDAP cast,
+# /data/current.csv, readonly/, locked/, full/) is read-only by convention; a test that must
+# change it or stop a server starts its own with ``slapd_factory`` / ``ftpd_factory`` or the
+# classes themselves. See tests/servers/slapd.py, sshd.py, ftpd.py and sandbox.py.
+
+SERVER_MARKERS = {"slapd": "ldap", "slapd_factory": "ldap", "sshd": "sftp", "ftpd": "ftp", "ftpd_factory": "ftp"}
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    """Mark every test that uses one of these servers (``-m "not ldap"`` then leaves them out)."""
+    for item in items:
+        for fixture, marker in SERVER_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
+def _test_dir_name(request: Any) -> str:
+    """``t-<test name>-<random>``: a name that says whose files these are when a test leaves some behind."""
+    return f"t-{re.sub(r'[^A-Za-z0-9_.-]', '_', request.node.name)[:48]}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def directory_ca(tmp_path_factory: Any) -> ThrowawayCA:
+    """The CA that signs the slapd and FTPS certificates (``ca_path`` is the bundle clients trust)."""
+    return ThrowawayCA(tmp_path_factory.mktemp("directory-ca"))
+
+
+@pytest.fixture(scope="session")
+def slapd(directory_ca: ThrowawayCA) -> Iterator[SlapdServer]:
+    """OpenLDAP with the test directory (``CAST`` in cn=users, the bind user), plain + StartTLS and ldaps ports."""
+    with SlapdServer(directory_ca) as server:
+        yield server
+
+
+@pytest.fixture
+def slapd_factory(directory_ca: ThrowawayCA) -> Iterator[Callable[..., SlapdServer]]:
+    """``slapd_factory(**options)``: another started slapd with the same directory, closed after the test."""
+    started: list[SlapdServer] = []
+
+    def _start(**options: Any) -> SlapdServer:
+        options.setdefault("name", f"slapd-{len(started) + 1}")
+        server = SlapdServer(directory_ca, **options)
+        started.append(server)
+        return server.start()
+
+    yield _start
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def ldap_subtree(slapd: SlapdServer) -> Iterator[str]:
+    """The DN of a fresh, empty ``ou=t-...,dc=example,dc=com`` for this test; deleted with its content after."""
+    conn = slapd.connect()
+    dn = create_subtree(conn)
+    yield dn
+    delete_subtree(conn, dn)
+    conn.unbind()
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[SshServer]:
+    """OpenSSH's sshd: ``TEST_USER`` logs in with a password or a key; exec, and SFTP with OpenSSH's extensions."""
+    with SshServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sftp_dir(sshd: SshServer, request: Any) -> Iterator[Path]:
+    """A fresh directory in the SFTP user's home, owned by that user; its absolute path is the remote path too."""
+    path = sshd.root.make_own_dir(_test_dir_name(request))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ftpd(directory_ca: ThrowawayCA) -> Iterator[FtpServer]:
+    """pyftpdlib with one user, /data/current.csv, passive and active mode, explicit FTPS optional (AUTH TLS)."""
+    with FtpServer(directory_ca) as server:
+        yield server
+
+
+@pytest.fixture
+def ftpd_factory(directory_ca: ThrowawayCA) -> Iterator[Callable[..., FtpServer]]:
+    """``ftpd_factory(**options)``: another started FTP server (e.g. ``tls_required=True``), closed after the test."""
+    started: list[FtpServer] = []
+
+    def _start(**options: Any) -> FtpServer:
+        server = FtpServer(directory_ca, **options)
+        started.append(server)
+        return server.start()
+
+    yield _start
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def ftp_dir(ftpd: FtpServer, request: Any) -> Iterator[str]:
+    """A fresh directory for this test, as its FTP path (``/t-...``); on disk it is ``ftpd.home / path[1:]``."""
+    path = ftpd.root.make_own_dir(_test_dir_name(request))
+    yield "/" + path.name
+    shutil.rmtree(path, ignore_errors=True)

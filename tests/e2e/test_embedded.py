@@ -146,7 +146,8 @@ def test_the_embedded_platform_migrates_bootstraps_serves_and_stops_cleanly(embe
     children = {stat.pid: stat for stat in serve.tree() if stat.ppid == serve.pid}
     # Each child is `python -m MODULE ...`.
     modules = sorted(stat.cmdline.split()[2] for stat in children.values())
-    assert modules == ["celery", "celery", "daphne", "gunicorn"], [stat.cmdline for stat in children.values()]
+    assert modules == ["celery", "celery", "config.websocket_server", "gunicorn"], [
+        stat.cmdline for stat in children.values()]  # config.websocket_server: daphne, closing with 1009
     assert any(f" -p {websocket_port} " in stat.cmdline and " --websocket_timeout -1 " in stat.cmdline
                for stat in children.values())
 

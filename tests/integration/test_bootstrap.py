@@ -111,6 +111,6 @@ def test_serve_raises_daphnes_message_limit_above_every_channels_own(settings, b
     assert daphne_message_limit() == 4 * 1024 * 1024 + 1
     settings.WEBSOCKET_PING_INTERVAL, settings.WEBSOCKET_PING_TIMEOUT = 7, 9
     argv = " ".join(daphne_argv("python", 8001, daphne_message_limit()))
-    assert argv.startswith("python -m daphne -b 127.0.0.1 -p 8001 --websocket_timeout -1 ")
+    assert argv.startswith("python -m config.websocket_server -b 127.0.0.1 -p 8001 --websocket_timeout -1 ")
     assert "--websocket-max-message-size 4194305 --websocket-max-frame-size 4194305" in argv
     assert "--ping-interval 7 --ping-timeout 9" in argv and argv.endswith(" config.asgi:application")

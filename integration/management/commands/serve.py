@@ -33,12 +33,15 @@ def daphne_argv(python: str, port: int, max_message_size: int) -> list[str]:
     * ``--websocket_timeout -1``: daphne would otherwise close every connection after a day;
       channels have their own idle timeout.
     * ``--websocket-max-message-size`` (and the frame size): daphne refuses larger messages
-      with 1009 before a channel sees them; above each channel's ``max_message_size`` the
-      channel answers for itself (an error message, then 4009).
+      with a close frame 1009 before a channel sees them; above each channel's
+      ``max_message_size`` the channel answers for itself (an error message, then 4009).
     * Pings: ``WEBSOCKET_PING_INTERVAL`` and ``WEBSOCKET_PING_TIMEOUT``, for every channel.
+    * ``config.websocket_server`` is daphne's own command line with one change: a connection
+      that breaks those limits (or the WebSocket protocol) ends with a close frame saying
+      why (1009) instead of a dropped TCP connection (1006); see that module.
     """
     return [
-        python, "-m", "daphne", "-b", HOST, "-p", str(port),
+        python, "-m", "config.websocket_server", "-b", HOST, "-p", str(port),
         "--websocket_timeout", "-1",
         "--websocket-max-message-size", str(max_message_size),
         "--websocket-max-frame-size", str(max_message_size),
