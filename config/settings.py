@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django_otp",
     "rest_framework",
     "drf_spectacular",
+    "django_filters",  # its filter form on the browsable API pages
     "django_celery_beat",
     "integration",
     "accounts",
@@ -233,6 +234,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard management API",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components, so write-only fields (secrets) are not promised in answers.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Switchboard ---------------------------------------------------------------------------------------
