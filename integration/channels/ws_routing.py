@@ -109,6 +109,9 @@ class WebSocketTable:
         return cls(channels)
 
 
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
 class OriginPolicy(OriginValidator):
     """Channels' origin check, comparing ports too; a handshake without ``Origin`` (a program) passes."""
 
@@ -142,10 +145,11 @@ class OriginPolicy(OriginValidator):
         if "://" in pattern:  # scheme, host and port (default ports filled in): Channels' own rule
             return bool(super().match_allowed_origin(parsed_origin, pattern))
         parsed_pattern = urlparse("//" + pattern.lower())
-        if parsed_pattern.port is None:
-            port_matches = parsed_origin.port is None  # a page on its scheme's default port
+        origin_port = self.get_origin_port(parsed_origin)  # the scheme's default port when none is written
+        if parsed_pattern.port is None:  # a page on its scheme's default port (http 80, https 443)
+            port_matches = origin_port is not None and origin_port == _DEFAULT_PORTS.get(parsed_origin.scheme)
         else:
-            port_matches = self.get_origin_port(parsed_origin) == parsed_pattern.port
+            port_matches = origin_port == parsed_pattern.port
         return port_matches and is_same_domain(parsed_origin.hostname, parsed_pattern.hostname or pattern)
 
 

@@ -9,6 +9,7 @@ configuration snapshot is loaded.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -101,9 +102,9 @@ class WebServer:
         return False
 
     def _wait_workers(self, deadline: float) -> bool:
-        # /healthz answered, so one worker runs; the tests also want to know all of them.
+        # /healthz answered, so one worker serves; the tests want all of them accepting.
         while time.monotonic() < deadline:
-            if len(self.worker_pids()) >= self.workers:
+            if len(self.listening_worker_pids()) >= self.workers:
                 return True
             time.sleep(0.05)
         return False
@@ -119,6 +120,15 @@ class WebServer:
         assert self.process is not None
         return {stat.pid for stat in self.process.tree() if stat.ppid == self.process.pid}
 
+    def listening_worker_pids(self) -> set[int]:
+        """Workers that accept connections: each holds its own listening socket on the port (SO_REUSEPORT).
+
+        A worker opens it once it has imported the application (and built its configuration
+        snapshot), so a respawned worker is in this set exactly when it can be served requests.
+        """
+        inodes = _listening_inodes(self.port)
+        return {pid for pid in self.worker_pids() if _socket_inodes(pid) & inodes}
+
     def log_tail(self, lines: int = 40) -> str:
         return self.process.log_tail(lines) if self.process is not None else ""
 
@@ -132,3 +142,35 @@ class WebServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on ``port`` (IPv4), from /proc/net/tcp."""
+    found = set()
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        # local address "0100007F:1F90", state "0A" = LISTEN, inode in column 10
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            found.add(fields[9])
+    return found
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets a process has open (``socket:[N]`` links in /proc/PID/fd)."""
+    found = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
