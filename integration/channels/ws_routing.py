@@ -23,7 +23,9 @@ the scheme's default port when it names none. An entry without one (``app.exampl
 ``.example.com``, ``app.example.com:8443``) matches either scheme, on the port it names, or
 else on the scheme's default port only. Without ``WEBSOCKET_ALLOWED_ORIGINS``, the platform's
 own pages are allowed: ``ALLOWED_HOSTS`` on the default port, ``PORT`` or ``WEBSOCKET_PORT``
-(https only when ``HTTPS`` is on). An ``Origin`` that cannot be parsed is refused.
+(https only when ``HTTPS`` is on). An ``Origin`` that cannot be parsed is refused. An ``Origin``
+that is a ``ws://`` or ``wss://`` URL passes like none: browsers never send one, programs such as
+Zato's client (ws4py) send the address they connect to.
 """
 
 from __future__ import annotations
@@ -130,7 +132,12 @@ class OriginPolicy(OriginValidator):
             return True
         try:
             # latin-1 decodes any bytes; urlparse and .port raise ValueError on what is no URL.
-            return self.validate_origin(urlparse(origin.decode("latin-1")))
+            parsed = urlparse(origin.decode("latin-1"))
+            if parsed.scheme.lower() in ("ws", "wss"):
+                # Browsers send the page's origin (http, https, null, an extension's scheme), never
+                # a WebSocket URL; programs do: Zato's client sends the address it connects to.
+                return True
+            return self.validate_origin(parsed)
         except ValueError:
             return False
 

@@ -79,6 +79,14 @@ def test_a_listed_host_without_a_scheme_matches_its_port_or_else_the_default_por
         assert not allows(checker, origin), origin
 
 
+def test_an_origin_that_is_a_websocket_url_comes_from_a_program_and_passes(settings) -> None:
+    """Zato's client (ws4py) sends the address it connects to; browsers send their page's origin."""
+    checker = policy(settings, https=True)
+    assert allows(checker, "ws://127.0.0.1:52233")
+    assert allows(checker, "wss://switchboard.example.com")
+    assert not allows(checker, "chrome-extension://abcdefghijklmnop")  # a browser's extension page
+
+
 def test_a_star_allows_every_origin(settings) -> None:
     checker = policy(settings, origins=["*"])
     assert allows(checker, "http://anything.example:1234")
