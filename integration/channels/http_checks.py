@@ -25,7 +25,10 @@ Two fixes of the WSGI environ live here too, because they apply to every path:
 * ``InheritedEnviron``: granian's WSGI interface starts every request's environ from a copy
   of the server's ``os.environ`` (CGI style), so ``SECRET_KEY``, ``DATABASE_URL`` and the
   rest would sit in ``request.META``, and an ``HTTP_PROXY`` variable would look to services
-  like a ``Proxy`` header the caller sent. Those keys are removed before anything reads them.
+  like a ``Proxy`` header the caller sent. Variables named like headers are removed from
+  every request; the others from requests to the reserved paths, where Django's full stack
+  (error reports, debug pages, third-party code) may show ``META``. A REST channel reads only
+  headers and a few CGI keys from it, and is spared the cost.
 """
 
 from __future__ import annotations
@@ -175,10 +178,15 @@ class InheritedEnviron:
         )
         self.headers = tuple((key, value) for key, value in environment.items() if key.startswith("HTTP_"))
 
-    def strip(self, environ: MutableMapping[str, Any]) -> None:
-        pop = environ.pop
-        for key in self.plain:
-            pop(key, None)
+    def strip_headers(self, environ: MutableMapping[str, Any]) -> None:
+        """Only the variables that would pass for request headers (usually none: no cost)."""
         for key, value in self.headers:
             if environ.get(key) == value:
                 del environ[key]
+
+    def strip(self, environ: MutableMapping[str, Any]) -> None:
+        """All of them (a few microseconds: for paths that hand ``META`` to Django's full stack)."""
+        pop = environ.pop
+        for key in self.plain:
+            pop(key, None)
+        self.strip_headers(environ)

@@ -226,8 +226,8 @@ class WSGIApplication:
 
     For every request, before routing: the first request of a process checks the
     configuration version (``snapshot.ensure_poller``), the server's own environment is taken
-    out of the environ, and a chunked body is read so that Django sees it (413 above
-    ``MAX_REQUEST_BODY``). For channel paths, the checks Django's middleware would have made
+    out of the environ (``http_checks.InheritedEnviron``), and a chunked body is read so that
+    Django sees it (413 above ``MAX_REQUEST_BODY``). For channel paths, the checks Django's middleware would have made
     for the deployment: ``ALLOWED_HOSTS`` (400), the HTTPS redirect and HSTS
     (``integration/channels/http_checks.py``). Settings are read once, here.
     """
@@ -242,12 +242,13 @@ class WSGIApplication:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         snapshots.ensure_poller()
-        self.inherited.strip(environ)
+        self.inherited.strip_headers(environ)
         if is_chunked(environ) and not buffer_chunked_body(environ, self.max_body):
             # The rest of the body is never read; the server discards it or closes the connection.
             too_large = PayloadTooLarge(f"Request body larger than {self.max_body} bytes")
             return self._send(error_response(too_large, new_cid()), start_response)
         if reserved_prefix(environ.get("PATH_INFO", "/")):
+            self.inherited.strip(environ)
             return self.django_app(environ, start_response)
         policy = self.policy
         host = policy.raw_host(environ)

@@ -319,16 +319,20 @@ def test_buffering_a_chunked_body_keeps_every_byte_or_stops_just_past_the_limit(
 # --- The server's environment in the environ ---------------------------------------------------------
 
 
-def test_the_servers_own_environment_is_taken_out_of_every_request(echo, keep_connections) -> None:
+def test_the_servers_own_environment_is_kept_from_services_and_from_django(echo, keep_connections) -> None:
     """granian copies os.environ into each environ: SECRET_KEY would be in META, HTTP_PROXY a fake header."""
     server_env = {"SECRET_KEY": "server-secret", "DATABASE_URL": "postgres://app:pw@db/app", "HOME": "/srv",
                   "HTTP_PROXY": "http://proxy.internal:3128"}
     app = WSGIApplication(WSGIHandler())
     app.inherited = InheritedEnviron(server_env)  # built from os.environ in production
+    # A channel: no Proxy header the caller did not send.
     environ = {**server_env, **environ_for("GET", "/wsgi/echo")}  # what granian hands the application
     answer = run(app, environ)
     assert answer.status == 200
     assert "proxy" not in answer.json()["headers"]
+    # Django's full stack (admin, management API): none of the server's variables in META.
+    environ = {**server_env, **environ_for("GET", "/healthz")}
+    assert run(app, environ).status == 200
     assert not environ.keys() & server_env.keys()
     # Built from this process's real environment, it finds what a granian worker would inherit.
     assert set(WSGIApplication(WSGIHandler()).inherited.plain) >= {"PATH"} & os.environ.keys()
