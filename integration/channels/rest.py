@@ -20,6 +20,7 @@ import logging
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.wsgi import WSGIRequest
@@ -227,14 +228,12 @@ class WSGIApplication:
     For every request, before routing: the first request of a process checks the
     configuration version (``snapshot.ensure_poller``), the server's own environment is taken
     out of the environ (``http_checks.InheritedEnviron``), and a chunked body is read so that
-    Django sees it (413 above ``MAX_REQUEST_BODY``). For channel paths, the checks Django's middleware would have made
-    for the deployment: ``ALLOWED_HOSTS`` (400), the HTTPS redirect and HSTS
-    (``integration/channels/http_checks.py``). Settings are read once, here.
+    Django sees it (413 above ``MAX_REQUEST_BODY``). For channel paths, the checks Django's
+    middleware would have made for the deployment: ``ALLOWED_HOSTS`` (400), the HTTPS redirect
+    and HSTS (``integration/channels/http_checks.py``). Settings are read once, here.
     """
 
     def __init__(self, django_app: Any) -> None:
-        from django.conf import settings
-
         self.django_app = django_app
         self.policy = HTTPPolicy()
         self.inherited = InheritedEnviron()
