@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from accounts.models import API_KEY_MIN_LENGTH, JWT_MAX_TTL, ApiKey, BasicAuth, JWTDefinition, TechAccount
@@ -100,6 +101,16 @@ class ApiKeySerializer(serializers.ModelSerializer):
         return data
 
 
+# Used only to describe the create answer in the OpenAPI schema; ApiKeySerializer writes that answer.
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    """The answer to creating an API key: the definition and, this once, its key.
+
+    ``key`` is write-only everywhere else; the create answer is the one place it is read.
+    """
+
+    key = serializers.CharField(read_only=True, help_text="The key, in this answer only: store it now.")
+
+
 class NewKeySerializer(serializers.Serializer):
     """The answer to regenerate-key: the new key, shown this once."""
 
@@ -109,6 +120,18 @@ class NewKeySerializer(serializers.Serializer):
     key = serializers.CharField(read_only=True)
 
 
+class PasswordChangedSerializer(serializers.Serializer):
+    """The answer to change-password: which definition, and that its password (or key) was changed."""
+
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    password_changed = serializers.BooleanField(read_only=True)
+
+
+@extend_schema_serializer(examples=[OpenApiExample(
+    "The same new password twice", request_only=True,
+    value={"password1": "correct-horse-battery-staple-42", "password2": "correct-horse-battery-staple-42"},
+)])
 class ChangePasswordSerializer(serializers.Serializer):
     """Zato's change-password input: the same new password twice."""
 

@@ -1,9 +1,9 @@
-"""Cold start: seconds from starting gunicorn to the first HTTP 200 from a REST channel.
+"""Cold start: seconds from starting the web server to the first HTTP 200 from a REST channel.
 
-The platform server (config/gunicorn.conf.py + config.wsgi:application, WEB_WORKERS=2)
+The platform server (granian as ``manage.py serve`` starts it + config.wsgi:application, WEB_WORKERS=2)
 starts with BENCH_COLD_MODULES (100) user service modules deployed, and is polled every
 5 ms on a REST channel bound to one of those user services. Baseline, in the same run and
-interleaved with it: the same gunicorn settings serving bench/trivial_wsgi.py. Each is
+interleaved with it: the same granian command line serving bench/trivial_wsgi.py. Each is
 started BENCH_COLD_REPEATS (5) times; medians are compared. Target: under 1.5 s (Zato's
 published figure: under 2 s).
 
@@ -85,12 +85,10 @@ def one_start(kind: str, pickup: Path) -> tuple[float, float]:
     port = common.free_port()
     env = common.bench_env(PORT=str(port), WEB_WORKERS="2", PICKUP_DIR=str(pickup))
     if kind == "platform":
-        server = common.gunicorn("cold-platform", "config.wsgi:application", env)
+        server = common.web("cold-platform", "config.wsgi:application", env)
         path = CHANNEL_PATH
     else:
-        server = common.gunicorn(
-            "cold-baseline", "bench.trivial_wsgi:application", env, config="bench/gunicorn_baseline.conf.py"
-        )
+        server = common.web("cold-baseline", "bench.trivial_wsgi:application", env)
         path = "/"
     try:
         server.start()
@@ -101,7 +99,7 @@ def one_start(kind: str, pickup: Path) -> tuple[float, float]:
 
 def main() -> int:
     print(
-        f"== cold start: gunicorn start -> first HTTP 200 (2 workers, {MODULES} user modules, {REPEATS} starts each) =="
+        f"== cold start: granian start -> first HTTP 200 (2 workers, {MODULES} user modules, {REPEATS} starts each) =="
     )
     prepare()
     pickup = common.empty_dir("cold-pickup")
@@ -116,7 +114,7 @@ def main() -> int:
                 samples[kind].append(one_start(kind, pickup))
     rows = []
     for kind, label in (
-        ("baseline", "baseline: gunicorn + trivial WSGI app"),
+        ("baseline", "baseline: granian + trivial WSGI app"),
         ("platform", "Switchboard: REST channel, user service"),
     ):
         accept = [a for a, _ in samples[kind]]

@@ -27,6 +27,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from integration.management.commands.serve import granian_argv  # noqa: E402  (needs REPO on sys.path)
+
 _VENV_PY = REPO / ".venv" / "bin" / "python"
 PYTHON = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/switchboard"
@@ -175,7 +180,7 @@ def free_port() -> int:
 
 
 class Server:
-    """A gunicorn (or other) process group started on 127.0.0.1; ``stop()`` ends the whole group."""
+    """A server's process group (granian, gunicorn, daphne) started on 127.0.0.1; ``stop()`` ends the whole group."""
 
     def __init__(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
         self.name = name
@@ -229,7 +234,18 @@ class Server:
         self.stop()
 
 
-def gunicorn(name: str, app: str, env: dict[str, str], config: str = "config/gunicorn.conf.py") -> Server:
+def web(name: str, app: str, env: dict[str, str], **options: Any) -> Server:
+    """The production HTTP server: granian with ``manage.py serve``'s command line, on ``env``'s PORT.
+
+    ``WEB_WORKERS`` from ``env`` (2 if unset); ``options`` go to ``granian_argv``, whose other
+    defaults are this process's settings (call ``setup_django`` first).
+    """
+    argv = granian_argv(PYTHON, int(env["PORT"]), int(env.get("WEB_WORKERS", "2")), app=app, **options)
+    return Server(name, argv, env)
+
+
+def gunicorn(name: str, app: str, env: dict[str, str], config: str = "bench/gunicorn_baseline.conf.py") -> Server:
+    """gunicorn's sync workers, the baseline the production server is compared with."""
     return Server(name, [PYTHON, "-m", "gunicorn", "-c", config, app], env)
 
 
@@ -352,19 +368,20 @@ def group_cpu(pgid: int) -> float:
 
 
 class CPUAccount:
-    """How much CPU went to processes other than this benchmark, its children and one server group.
+    """How much CPU went to processes other than this benchmark, its children and its server groups.
 
-    ``start()`` before a measurement, ``foreign()`` after it (before the server stops):
+    ``start()`` before a measurement, ``foreign()`` after it (before the servers stop):
     returns (CPU seconds used by everything else, CPU seconds available in that time).
     """
 
-    def __init__(self, server_pgid: int) -> None:
-        self.pgid = server_pgid
+    def __init__(self, *server_pgids: int) -> None:
+        self.pgids = server_pgids
 
     def _ours(self) -> float:
         me = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime + group_cpu(self.pgid)
+        servers = sum(group_cpu(pgid) for pgid in self.pgids)
+        return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime + servers
 
     def start(self) -> None:
         busy, total = _cpu_times()

@@ -1,19 +1,21 @@
-"""gunicorn settings for the baseline apps: config/gunicorn.conf.py's values without its hook.
+"""gunicorn settings for the benchmarks' baseline: the sync-worker setup the platform used before granian.
 
-The same bind, worker count, worker class, preloading and timeouts as the platform's
-server; only ``post_fork`` (which starts Switchboard's configuration poller and needs
-Django) is left out, so a bare WSGI app can be served by the very same gunicorn setup.
+2 sync workers by default (``WEB_WORKERS``), the application imported once before forking
+(``preload_app``), no access log, on 127.0.0.1 at ``PORT``. Each worker checks the
+configuration version before its first request and starts its own poller there
+(``WSGIApplication`` calls ``snapshot.ensure_poller``), so no ``post_fork`` hook is needed
+and a bare WSGI app can be served by the very same setup.
 """
 
-import runpy
-from pathlib import Path
+import os
 
-_platform = runpy.run_path(str(Path(__file__).resolve().parent.parent / "config" / "gunicorn.conf.py"))
-
-bind = _platform["bind"]
-workers = _platform["workers"]
-worker_class = _platform["worker_class"]
-preload_app = _platform["preload_app"]
-accesslog = _platform["accesslog"]
-graceful_timeout = _platform["graceful_timeout"]
-timeout = _platform["timeout"]
+bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_WORKERS", "2"))
+worker_class = "sync"
+preload_app = True
+accesslog = None
+graceful_timeout = 10
+timeout = 60
+# gunicorn's control socket defaults to one path per user, which every gunicorn on the machine
+# would take over from the others: keep it per VAR_DIR.
+control_socket = os.path.join(os.environ.get("VAR_DIR", "var"), "gunicorn.ctl")

@@ -1,7 +1,7 @@
 """Hot deployment: seconds from dropping 100 files into the pickup directory of a running
 server until all 100 services are invocable through ``POST /manage/api/v1/invoke/{service}``.
 
-The server is the production one (config/gunicorn.conf.py + config.wsgi:application, 2
+The server is the production one (granian as ``manage.py serve`` starts it + config.wsgi:application, 2
 workers, PICKUP_DIR = a fresh temp dir, default CONFIG_POLL_INTERVAL). The files are
 written under dot-names (ignored by the watcher) and renamed to ``*.py`` in one burst, so
 they appear at once. The clock starts just before the first rename. Two HTTP clients (one
@@ -145,7 +145,7 @@ def run_once(run: str) -> dict[str, float]:
     pickup = common.empty_dir(f"hot-{run}")
     port = common.free_port()
     env = common.bench_env(PORT=str(port), WEB_WORKERS="2", PICKUP_DIR=str(pickup), **RUN_ENV[run])
-    server = common.gunicorn(f"hot-deploy-{run}", "config.wsgi:application", env)
+    server = common.web(f"hot-deploy-{run}", "config.wsgi:application", env)
     services = [f"hot.{run}.ping-{n:03d}" for n in range(FILES)]
     try:
         server.start()

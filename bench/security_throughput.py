@@ -1,6 +1,6 @@
 """Security throughput: requests/s and p50/p99 of a REST channel per security type vs no security.
 
-One gunicorn (config/gunicorn.conf.py: 2 sync workers, preloaded) serves bench.wsgi, as in
+One granian (``manage.py serve``'s command line, 2 workers) serves bench.wsgi, as in
 rest_throughput.py. Six REST channels, each a GET bound to the same hello-world user
 service (``bench.hello``), differ only in their security definition:
 
@@ -28,7 +28,7 @@ Measured, interleaved at 16 and 64 connections (``BENCH_CONNECTIONS``; wrk threa
 min(connections, 2)) for ``BENCH_SECONDS`` (10) per target, cut into ``BENCH_SLICES`` (5)
 slices taken round-robin across the six targets. Target (issue 3): every type keeps at
 least 0.85 of the unsecured channel's requests/s at the same concurrency. Also printed: the
-gunicorn workers' CPU time per request of each target (what each type costs the server, less
+web server workers' CPU time per request of each target (what each type costs the server, less
 sensitive than req/s to other load on this 2-core machine).
 
     BENCH_SECONDS=10 .venv/bin/python bench/security_throughput.py
@@ -210,7 +210,7 @@ def main() -> int:
     print(
         f"== Security throughput: wrk {SECONDS} s per target at {CONNECTIONS} connections (in {SLICES} "
         f"interleaved slices); one REST channel per security type, same hello-world service; "
-        f"gunicorn 2 sync workers =="
+        f"granian 2 workers =="
     )
     fake = FakeVault().start()
     server = None
@@ -227,7 +227,7 @@ def main() -> int:
             DJANGO_SETTINGS_MODULE="bench.settings",
             CREDENTIAL_MAX_FAILURES=str(MAX_FAILURES),
         )
-        server = common.gunicorn("security-throughput", "bench.wsgi:application", env)
+        server = common.web("security-throughput", "bench.wsgi:application", env)
         print(common.wait_for_quiet())
         with common.stop_on_signals():
             try:

@@ -1,4 +1,4 @@
-"""The cold-start baseline: the smallest WSGI application gunicorn can serve."""
+"""The cold-start baseline: the smallest WSGI application a WSGI server can serve."""
 
 
 def application(environ, start_response):  # type: ignore[no-untyped-def]

@@ -37,9 +37,9 @@ and daphne get ``ulimit -n`` raised to the hard limit.
    channel, ``POST`` with the same JSON payload: sequentially over one WebSocket and with
    ``BENCH_WS_PIPELINE`` (8) requests in flight on one WebSocket, against sequential
    requests over one HTTP/1.1 keep-alive connection to production's WSGI app on gunicorn
-   (``config/gunicorn.conf.py`` with ``--worker-class gthread``: the production sync
-   workers close the connection after every response). Also shown: the production sync
-   gunicorn (a new connection per request) and REST on the same daphne (Django's ASGI
+   (``bench/gunicorn_baseline.conf.py`` with ``--worker-class gthread``: sync workers close
+   the connection after every response). Also shown: the production server (granian as
+   ``manage.py serve`` starts it, keep-alive) and REST on the same daphne (Django's ASGI
    handler). ``BENCH_WS_RT_SECONDS`` (6) per target in ``BENCH_WS_RT_SLICES`` (4) slices
    taken round-robin. All use aiohttp, so the client's own cost is alike.
 
@@ -599,7 +599,7 @@ def fan_outs(issued: list[str]) -> dict[str, dict[str, Any]]:
 
 REST_TARGETS = {  # key -> server in round_trip_figures
     "rest-gunicorn-keepalive": "gunicorn-gthread",
-    "rest-gunicorn": "gunicorn-sync",
+    "rest-production": "granian",
     "rest-daphne": "daphne",
 }
 
@@ -694,22 +694,31 @@ async def round_trips(ports: dict[str, int]) -> dict[str, dict[str, float]]:
 
 
 def gunicorn_server(name: str, *options: str) -> common.Server:
-    """Production's gunicorn settings (``config/gunicorn.conf.py``, 2 workers) and app; options override them."""
+    """gunicorn (``bench/gunicorn_baseline.conf.py``, 2 workers) with production's app; options override them."""
     env = common.bench_env(
         PORT=str(common.free_port()),
         WEB_WORKERS="2",
         PICKUP_DIR=str(common.empty_dir(f"{name}-pickup")),
         VAR_DIR=str(common.VAR_DIR / name),  # a control socket of its own
     )
-    argv = [common.PYTHON, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", *options, "config.wsgi:application"]
+    argv = [common.PYTHON, "-m", "gunicorn", "-c", "bench/gunicorn_baseline.conf.py", *options,
+            "config.wsgi:application"]
     return common.Server(name, argv, env)
+
+
+def production_server(name: str) -> common.Server:
+    """The production HTTP server: granian as ``manage.py serve`` starts it, 2 workers."""
+    env = common.bench_env(
+        PORT=str(common.free_port()), WEB_WORKERS="2", PICKUP_DIR=str(common.empty_dir(f"{name}-pickup"))
+    )
+    return common.web(name, "config.wsgi:application", env)
 
 
 def round_trip_figures() -> dict[str, dict[str, float]]:
     servers = {
         "daphne": daphne("ws-roundtrip"),
-        "gunicorn-sync": gunicorn_server("ws-rt-gunicorn-sync"),
-        # The same, with threads: gunicorn's sync workers cannot keep a connection alive.
+        "granian": production_server("ws-rt-granian"),
+        # With threads: gunicorn's sync workers cannot keep a connection alive.
         "gunicorn-gthread": gunicorn_server(
             "ws-rt-gunicorn-gthread", "--worker-class", "gthread", "--threads", "2", "--keep-alive", "30"
         ),
@@ -867,7 +876,7 @@ def report_round_trips(rt: dict[str, dict[str, float]]) -> str:
         "ws": "WebSocket, one socket, sequential",
         "ws-pipelined": f"WebSocket, one socket, {PIPELINE} in flight",
         "rest-gunicorn-keepalive": "REST POST, keep-alive, gunicorn gthread (baseline)",
-        "rest-gunicorn": "REST POST, gunicorn sync (production: a connection each)",
+        "rest-production": "REST POST, keep-alive, granian (production)",
         "rest-daphne": "REST POST, keep-alive, the same daphne",
     }
     base = rt["rest-gunicorn-keepalive"]["rps"]
@@ -888,7 +897,7 @@ def report_round_trips(rt: dict[str, dict[str, float]]) -> str:
     ws = rt["ws"]["rps"]
     return (
         f"round trips over one socket {ws:,.0f}/s = {ws / base:.2f} x REST keep-alive ({base:,.0f}/s, gunicorn "
-        f"gthread), {ws / rt['rest-gunicorn']['rps']:.2f} x production gunicorn, "
+        f"gthread), {ws / rt['rest-production']['rps']:.2f} x production granian, "
         f"{ws / rt['rest-daphne']['rps']:.2f} x REST on daphne"
     )
 

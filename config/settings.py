@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django_otp",
     "rest_framework",
     "drf_spectacular",
+    "django_filters",  # its filter form on the browsable API pages
     "django_celery_beat",
     "integration",
     "accounts",
@@ -206,6 +207,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 if env_bool("TRUST_X_FORWARDED_PROTO", HTTPS):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Load balancers check health over plain HTTP to the server itself: /healthz answers, never redirects.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -238,6 +241,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard management API",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components, so write-only fields (secrets) are not promised in answers.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Switchboard ---------------------------------------------------------------------------------------
@@ -298,8 +303,27 @@ if JWT_SESSION_STORE == "redis" and not REDIS_URL:
     raise ImproperlyConfiguredEnv("JWT_SESSION_STORE=redis needs REDIS_URL")
 # Seconds a process trusts a JWT session it has just seen live before asking the store again.
 JWT_SESSION_RECHECK = env_float("JWT_SESSION_RECHECK", 1.0, minimum=0.0)
+
+# --- Serving HTTP (manage.py serve, and the production command in the README) ---------------------
+# granian serves HTTP (admin, management API, REST channels) through config.wsgi: an asynchronous
+# front end, so a slow or idle client holds a socket, never a Python thread. Options: serve.granian_argv.
+
+# HTTP port of `manage.py serve` (which binds 127.0.0.1).
 PORT = env_int("PORT", 8000, minimum=1)
+# Web worker processes; in production one per core.
 WEB_WORKERS = env_int("WEB_WORKERS", 2, minimum=1)
+# Python threads per web worker that run requests. More let requests waiting on a backend or the
+# database overlap; each may hold a database connection.
+WEB_BLOCKING_THREADS = env_int("WEB_BLOCKING_THREADS", 4, minimum=1)
+# Connections one web worker holds at once (granian's --backpressure); further clients wait in the
+# listen backlog until one closes. Idle keep-alive and slow clients count, so keep it well above
+# the connections real clients hold.
+WEB_BACKPRESSURE = env_int("WEB_BACKPRESSURE", 1024, minimum=1)
+# Seconds a client has to send a request's headers, which is also how long an idle keep-alive
+# connection stays open; then the server closes it. granian accepts at most 60.
+WEB_HEADER_READ_TIMEOUT = env_float("WEB_HEADER_READ_TIMEOUT", 10.0, minimum=0.001)
+if WEB_HEADER_READ_TIMEOUT > 60:
+    raise ImproperlyConfiguredEnv(f"WEB_HEADER_READ_TIMEOUT must be at most 60 seconds, got {WEB_HEADER_READ_TIMEOUT}")
 
 # --- WebSocket channels and the channel layer ---------------------------------------------------------
 # Pushes cross processes through the channel layer: Redis with REDIS_URL, otherwise an SQLite file in
@@ -348,8 +372,8 @@ WEBSOCKET_CLIENT_UPDATE_INTERVAL = env_float("WEBSOCKET_CLIENT_UPDATE_INTERVAL",
 WEBSOCKET_CLIENT_STALE_FACTOR = env_int("WEBSOCKET_CLIENT_STALE_FACTOR", 3, minimum=2)
 
 # --- Serving WebSockets (manage.py serve) ----------------------------------------------------------------
-# gunicorn keeps HTTP on PORT (it serves REST several times faster); daphne serves WebSocket channels on
-# WEBSOCKET_PORT. In production a load balancer sends WebSocket upgrades to daphne and the rest to gunicorn.
+# granian keeps HTTP on PORT (WSGI: it serves REST several times faster); daphne serves WebSocket channels on
+# WEBSOCKET_PORT. In production a load balancer sends WebSocket upgrades to daphne and the rest to granian.
 WEBSOCKET_PORT = env_int("WEBSOCKET_PORT", PORT + 1, minimum=1)
 # The WebSocket base URL browsers are given (scheme, host, port; no path), e.g. wss://switchboard.example.com.
 # Empty: ws:// (wss:// with HTTPS) on the host the HTTP request named, at WEBSOCKET_PORT.

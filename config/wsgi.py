@@ -1,4 +1,11 @@
-"""WSGI entry point (gunicorn): REST channels fast, reserved paths through Django."""
+"""WSGI entry point (granian, ``manage.py serve``): REST channels fast, reserved paths through Django.
+
+granian imports this module in each worker process, after forking: every worker builds its
+own configuration snapshot here. ``WSGIApplication`` still checks the configuration version
+before a process's first request (``snapshot.ensure_poller``), because the snapshot built at
+import can be older than the configuration by the time the first request arrives, and under
+a server that imports before forking (gunicorn's ``preload_app``) it is the parent's.
+"""
 
 import os
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accounts.api import DefinitionViewSet
+from accounts.api import DefinitionViewSet, definition_filter
 from connections.models import VaultConnection
 from connections.serializers import VaultConnectionSerializer
 
@@ -12,3 +12,5 @@ class VaultViewSet(DefinitionViewSet):
 
     queryset = VaultConnection.objects.order_by("name")
     serializer_class = VaultConnectionSerializer
+    search_fields = ["name", "url"]  # ?search= looks in names and Vault addresses
+    filterset_class = definition_filter(VaultConnection, "default_auth_method")

@@ -3,7 +3,11 @@
 ``deploy_sources`` is the one function behind the pickup directory, ``manage.py deploy``,
 the management API and the admin upload. It imports each file in this process first;
 a file that does not import is rejected (logged, recorded on its module for the admin)
-and the previously deployed version keeps serving. Accepted source is written to the
+and the previously deployed version keeps serving. So is a file that defines no services
+where the deployed version has some: an empty file dropped into the pickup directory (or
+one truncated by an editor or a failed copy) would otherwise undeploy the whole module and
+every channel on it would answer 404. Removing services is an explicit act instead:
+deleting the module in the admin or with ``DELETE /manage/api/v1/modules/{name}/``. Accepted source is written to the
 database with its services in one transaction that bumps the configuration version, so
 every process loads the same code within a poll interval.
 """
@@ -104,7 +108,11 @@ def _deploy_locked(files: list[tuple[str, str]], origin: str) -> list[Outcome]:
             if row is not None and row["rejected_hash"] == digest:
                 outcome.error = row["last_error"]  # the same broken file again
                 continue
+            if "\x00" in source:  # compile() refuses it with a ValueError, and PostgreSQL cannot store it
+                raise DeploymentError(f"{filename} contains NUL characters: it is not Python source")
             loaded = load_source(name, source, filename)
+            if not loaded.services and owned.get(name):
+                raise DeploymentError(_no_services_left(filename, name, owned[name]))
             for info in loaded.services:
                 owner = owners.get(info.name)
                 if owner is not None and owner != name:
@@ -140,6 +148,16 @@ def _deploy_locked(files: list[tuple[str, str]], origin: str) -> list[Outcome]:
         logger.info("Deployed %d services from %s: %s", len(loaded.services), filename,
                     ", ".join(info.name for info in loaded.services) or "(none)")
     return outcomes
+
+
+def _no_services_left(filename: str, module: str, services: list[str]) -> str:
+    """Why a file without services does not replace a module that has some, and what to do instead."""
+    names = sorted(services)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (f"{filename} defines no services, but module `{module}` has {len(names)} deployed ({shown}); "
+            "a file without services does not undeploy them, so the deployed version keeps serving. To remove "
+            f"the module and its services, delete it in the admin (Service modules) or with "
+            f"DELETE /manage/api/v1/modules/{module}/")
 
 
 def _store(accepted: list[tuple[LoadedModule, str, str]], origin: str, now: datetime) -> None:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -393,6 +395,10 @@ def install_exit_flush() -> None:
         return
     _exit_hooks_pid = os.getpid()
     atexit.register(flush_at_exit)
+    if multiprocessing.parent_process() is not None:
+        # granian's web workers are multiprocessing children: they end with os._exit right
+        # after multiprocessing's own finalizers, so atexit never runs there.
+        multiprocessing.util.Finalize(None, flush_at_exit, exitpriority=10)
     from celery.signals import worker_process_shutdown
 
     worker_process_shutdown.connect(flush_at_exit, weak=False, dispatch_uid="switchboard-metrics-flush")

@@ -3,11 +3,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from accounts.models import SecurityDefinition
-from integration.api_base import full_clean_into
-from integration.models import DeployedService, RestChannel, WebSocketChannel, WebSocketClient
+from integration.api_base import full_clean_into, unstorable_reason
+from integration.models import DeployedService, RestChannel, ServiceModule, WebSocketChannel, WebSocketClient
 
 
 class ServiceSerializer(serializers.ModelSerializer):
@@ -26,6 +27,11 @@ class ServiceDetailSerializer(ServiceSerializer):
         fields = [*ServiceSerializer.Meta.fields, "source"]
 
 
+@extend_schema_serializer(examples=[OpenApiExample(
+    "A module with one service", request_only=True,
+    value={"filename": "my_api.py", "source": "from integration.services import Service\n\n\n"
+           "class GetCustomer(Service):\n    def handle(self):\n        self.response.payload = {'name': 'Ann'}\n"},
+)])
 class DeploySerializer(serializers.Serializer):
     """Deploy a module: JSON ``{"filename", "source"}`` or a multipart ``file``."""
 
@@ -40,6 +46,9 @@ class DeploySerializer(serializers.Serializer):
                 attrs["source"] = upload.read().decode("utf-8")
             except UnicodeDecodeError:
                 raise serializers.ValidationError({"file": "The file is not UTF-8 text."}) from None
+            reason = unstorable_reason(attrs["source"])
+            if reason:  # the JSON `source` field refuses these itself; an upload is read here
+                raise serializers.ValidationError({"file": f"The file is not Python source: {reason}"})
             attrs.setdefault("filename", upload.name)
         if not attrs.get("source"):
             raise serializers.ValidationError({"source": "Send the module's source, or upload it as `file`."})
@@ -48,6 +57,37 @@ class DeploySerializer(serializers.Serializer):
         return attrs
 
 
+class DeployResultSerializer(serializers.Serializer):
+    """What a deployment did: the module's name, its services, and whether anything changed."""
+
+    module = serializers.CharField(read_only=True, help_text="The module's name, from the file name.")
+    services = serializers.ListField(child=serializers.CharField(), read_only=True,
+                                     help_text="The names of the services the module now has.")
+    changed = serializers.BooleanField(read_only=True, help_text="False when the same source was deployed already.")
+
+
+class ModuleSerializer(serializers.ModelSerializer):
+    """A deployed module; ``last_error`` says why its latest upload was rejected (it keeps its last good source)."""
+
+    services = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+
+    class Meta:
+        model = ServiceModule
+        fields = ["name", "filename", "origin", "deployed_at", "services", "last_error", "last_error_at"]
+        read_only_fields = fields
+
+
+class ModuleDetailSerializer(ModuleSerializer):
+    class Meta(ModuleSerializer.Meta):
+        fields = [*ModuleSerializer.Meta.fields, "source"]
+        read_only_fields = fields
+
+
+@extend_schema_serializer(examples=[OpenApiExample(
+    "GET with a path parameter", request_only=True,
+    value={"name": "get-customer", "url_path": "/api/customer/{customer_id}", "method": "GET",
+           "service": "demo.hello", "security": None, "data_format": "json"},
+)])
 class RestChannelSerializer(serializers.ModelSerializer):
     service = serializers.SlugRelatedField(slug_field="name", queryset=DeployedService.objects.all())
     security = serializers.SlugRelatedField(
@@ -92,6 +132,11 @@ class LinesField(serializers.ListField):
         return "\n".join(super().to_internal_value(data))
 
 
+@extend_schema_serializer(examples=[OpenApiExample(
+    "An open channel", request_only=True,
+    value={"name": "orders", "path": "/ws/orders", "service": "demo.echo", "allowed_services": ["demo.hello"],
+           "idle_timeout": 60},
+)])
 class WebSocketChannelSerializer(serializers.ModelSerializer):
     service = serializers.SlugRelatedField(slug_field="name", queryset=DeployedService.objects.all())
     security = serializers.SlugRelatedField(

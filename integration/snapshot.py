@@ -8,6 +8,13 @@ thread in each server and worker process polls that version (one tiny query ever
 a new snapshot when something changed. Requests already running keep the objects they
 looked up, so a swap never fails them. Writes made in this process refresh it at once,
 on commit.
+
+A process never answers its first request from a snapshot it did not check: a snapshot
+built before a fork (gunicorn's ``preload_app``), or at import some time before a server
+started taking requests, may be older than the configuration the database already holds.
+``ensure_poller()``, called before every request, compares the version once per process
+(the first call after start or fork) before it starts that process's poller; from then on
+the poller keeps the snapshot within ``CONFIG_POLL_INTERVAL`` of the database.
 """
 
 from __future__ import annotations
@@ -165,17 +172,43 @@ _poller_pid: int | None = None
 
 
 def ensure_poller() -> None:
-    """Start this process's poller once (after a fork, again: threads do not survive fork)."""
+    """Before a request: once per process, check the configuration version, then start the poller.
+
+    The pid comparison is the only per-request cost. The first call in a process (after start
+    or after a fork: threads and the parent's checks do not carry over) refreshes the snapshot
+    before the request it precedes is served, so a restarted worker cannot answer from the
+    configuration its parent, or its own import, loaded earlier. If the database cannot be
+    reached just then, the process serves what it has (it can see no newer version) and the
+    poller keeps trying.
+    """
     global _poller_pid
-    if _poller_pid == os.getpid() or not settings.CONFIG_POLLER:
+    if _poller_pid == os.getpid():
         return
     with _lock:
-        if _poller_pid == os.getpid():
+        pid = os.getpid()
+        if _poller_pid == pid:
             return
-        _poller_pid = os.getpid()
+        try:
+            refresh()
+        except Exception as exc:
+            logger.warning("Configuration version check before the first request failed: %s", exc)
+            connections.close_all()
+        _poller_pid = pid
+        if not settings.CONFIG_POLLER:
+            return
         thread = threading.Thread(target=_poll_forever, name="switchboard-config-poller", daemon=True)
         thread.start()
         metrics.install_exit_flush()
+
+
+def _after_fork_in_child() -> None:
+    # A fork copies the lock in whatever state another thread of the parent left it; that
+    # thread does not exist in the child, so a held lock would never be released there.
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _poll_forever() -> None:

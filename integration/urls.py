@@ -5,11 +5,12 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api import ApiKeyViewSet, BasicAuthViewSet, JWTViewSet, TechAccountViewSet
 from connections.api import VaultViewSet
-from integration.api import InvokeView, RestChannelViewSet, ServiceViewSet, WebSocketChannelViewSet
+from integration.api import InvokeView, ModuleViewSet, RestChannelViewSet, ServiceViewSet, WebSocketChannelViewSet
 from scheduling.api import JobViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.register("services", ServiceViewSet, basename="service")
+router.register("modules", ModuleViewSet, basename="module")
 router.register("channels/rest", RestChannelViewSet, basename="rest-channel")
 router.register("channels/websocket", WebSocketChannelViewSet, basename="websocket-channel")
 router.register("security/basic-auth", BasicAuthViewSet, basename="basic-auth")

@@ -8,10 +8,16 @@ So for Switchboard jobs the *when* comes from ``scheduling.plans``:
 * each due run is sent with its planned instant (``scheduled_for``), which the worker
   records as a unique (job, time) — a run is never executed twice, even when the beat
   restarts or the broker redelivers;
-* missed runs are not caught up: when the beat starts, and whenever it falls behind
-  by more than ``SCHEDULER_MISFIRE_GRACE`` seconds, a recurring job goes on at its next
-  future time; a one-time job whose time passed more than that long ago is recorded as
-  missed and made inactive (less than that, it runs late);
+* a planned time runs if the beat gets to it at most ``SCHEDULER_MISFIRE_GRACE`` seconds
+  late, and is missed otherwise; never caught up later. That one rule covers a job created
+  or edited with a start date of "now" (a fraction of a second past by the time it is
+  saved: its first run is late, not lost), a job made active again, a beat that starts
+  (after a restart or downtime) and a beat that stalls. A one-time job whose time passed
+  more than that long ago is recorded as missed and made inactive;
+* ``repeats`` counts runs that happened or were recorded as missed, never silently skipped
+  ones: a skipped time of a job with repeats gets a ``missed`` run, and a job left with no
+  run becomes inactive. Skipped times of jobs without repeats are only logged (one row per
+  skipped second of an every-second job would fill the table and count nothing);
 * only one beat runs: it holds a PostgreSQL advisory lock (a file lock on SQLite) for
   its lifetime, and a second one refuses to start with a message saying why.
 """
@@ -27,9 +33,11 @@ from typing import Any
 from celery import schedules
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection, connections, transaction
+from django.db.models import Max
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
+from scheduling import plans
 from scheduling.jobs import TASK_NAME, set_active
 from scheduling.models import Job, JobRun
 
@@ -37,6 +45,9 @@ logger = logging.getLogger(__name__)
 NEVER = 365 * 24 * 3600.0
 _LOCK_KEY = 0x5357_4254  # "SWBT": the advisory lock id the beat holds
 _NO_CHANGE_SEEN = datetime(2000, 1, 1, tzinfo=UTC)  # older than any change marker
+# At most this many skipped times are recorded as missed at once, so that a pathological plan
+# (every second since years ago, with repeats in the millions) cannot stall the beat; more are logged.
+MAX_MISSED_RECORDED = 10_000
 
 
 def clock() -> datetime:
@@ -64,9 +75,12 @@ class JobEntry(ModelEntry):
             self.anchor = now
         upcoming = plan.next_after(self.anchor)
         if upcoming is not None and now - upcoming > misfire_grace():
-            # Fell behind (a stalled beat): skip what is too old, go on at the next time.
-            logger.warning("Job %s: runs up to %s missed; not catching up", self.job.name, now)
-            self.anchor = now
+            # Fell behind (a stalled beat): what is more than the grace period late is missed;
+            # what is less runs, late, as it would after a restart.
+            logger.warning("Job %s: runs planned up to %s missed; not catching up", self.job.name,
+                           now - misfire_grace())
+            skipped_after, self.anchor = self.anchor, now - misfire_grace()
+            record_missed(self.job, plan, after=skipped_after, upto=self.anchor, reason="the scheduler was behind")
             upcoming = plan.next_after(self.anchor)
         if upcoming is None:
             return schedules.schedstate(False, NEVER)
@@ -110,32 +124,60 @@ class JobScheduler(DatabaseScheduler):
         ours = {entry.model.pk: entry for entry in entries.values() if entry.task == TASK_NAME}
         if not ours:
             return entries
-        found = Job.objects.select_related("service", "periodic_task").filter(periodic_task_id__in=list(ours))
+        found = list(Job.objects.select_related("service", "periodic_task").filter(periodic_task_id__in=list(ours)))
+        kept = {job.pk: self._kept_anchor(job) for job in found}
+        recent = self._recent_runs([job for job in found if kept[job.pk] is None])
         for job in found:
             entry = ours.pop(job.periodic_task_id)
             entry.job = job
-            entry.anchor = self._anchor_for(job)
+            entry.anchor = kept[job.pk] or self._anchor_for(job, recent.get(job.pk))
         for orphan in ours.values():  # a task whose job is gone: never send it
             entries.pop(orphan.name, None)
         return entries
 
-    def _anchor_for(self, job: Job) -> datetime:
-        """Where a job's plan is read from when (re)loaded: now, so nothing missed is caught up.
-
-        Two exceptions: a reload for an unrelated change keeps the entry's place, and a
-        one-time job whose time passed less than the grace period ago still runs (late).
-        """
-        now = clock()
+    def _kept_anchor(self, job: Job) -> datetime | None:
+        """Where the loaded entry stood, if it ran the same plan: a reload for another change keeps it."""
         previous = (self._schedule or {}).get(job.periodic_task.name)
         if (isinstance(previous, JobEntry) and previous.job is not None and previous.anchor is not None
                 and previous.job.plan() == job.plan()):
             return previous.anchor
-        if job.job_type == Job.JobType.ONE_TIME and job.start_date <= now:
-            if now - job.start_date > misfire_grace():
-                _mark_missed(job)
-            else:
-                return job.start_date - timedelta(microseconds=1)
-        return now
+        return None
+
+    @staticmethod
+    def _recent_runs(loaded: list[Job]) -> dict[int, datetime]:
+        """The latest run within the grace period of each recurring job (re)loaded afresh, in one query."""
+        ids = [job.pk for job in loaded if job.job_type != Job.JobType.ONE_TIME]
+        if not ids:
+            return {}
+        now = clock()
+        rows = (JobRun.objects.filter(job_id__in=ids, manual=False, scheduled_for__gt=now - misfire_grace(),
+                                      scheduled_for__lte=now)
+                .values("job_id").annotate(last=Max("scheduled_for")).values_list("job_id", "last"))
+        return dict(rows)
+
+    def _anchor_for(self, job: Job, recent_run: datetime | None = None) -> datetime:
+        """Where a job's plan is read from when (re)loaded: the grace period ago, so late times still run.
+
+        The beat loads a plan when it starts and when a job is created, edited (a new plan) or
+        made active again. Times planned less than the grace period ago run, late; older ones
+        are missed, and recorded as such for a job with repeats (``record_missed``). A recurring
+        job starts after its latest recorded run in that window, so a restarted beat does not
+        send what already ran (a run sent twice would still run once: the worker records each
+        planned time once). (A reload for an unrelated change keeps the entry's place instead:
+        ``_kept_anchor``.)
+        """
+        now = clock()
+        if job.job_type == Job.JobType.ONE_TIME:
+            if job.start_date <= now:
+                if now - job.start_date > misfire_grace():
+                    _mark_missed(job)
+                else:
+                    return job.start_date - timedelta(microseconds=1)
+            return now
+        window = now - misfire_grace()
+        record_missed(job, job.plan(), after=None, upto=window,
+                      reason="the scheduler was not running, or the job was inactive or not yet planned so")
+        return max(window, recent_run) if recent_run is not None else window
 
     def reserve(self, entry: Any) -> Any:
         """The entry that moved on replaces the one sent, as in Celery's own scheduler.
@@ -226,6 +268,48 @@ class JobScheduler(DatabaseScheduler):
             sys.stderr.write(message + "\n")
             raise SystemExit(2)
         JobScheduler._lock_holder = holder
+
+
+def record_missed(job: Job, plan: plans.Plan, *, after: datetime | None, upto: datetime, reason: str) -> None:
+    """Record as missed the planned times in (``after``, ``upto``] that have no run, for a job with repeats.
+
+    ``repeats`` counts the times of the grid, so a time the beat skips would use one up
+    unseen; a ``missed`` run makes it visible (in the admin and the API) instead. A time
+    already recorded (run, or missed before) keeps its row. A job left with no run after
+    ``upto`` becomes inactive, as after its last run. Jobs without repeats lose nothing
+    countable by a skip, and get only the log line of whoever skipped.
+    """
+    if plan.job_type != plans.INTERVAL_BASED or plan.repeats is None:
+        return
+    times: list[datetime] = []
+    moment = plan.next_after(after) if after is not None else plan.first()
+    while moment is not None and moment <= upto and len(times) < MAX_MISSED_RECORDED:
+        times.append(moment)
+        moment = plan.next_after(moment)
+    if moment is not None and moment <= upto:
+        logger.warning("Job %s: more than %s planned times missed up to %s; only the first ones are recorded",
+                       job.name, MAX_MISSED_RECORDED, upto)
+    if times:
+        seen = set(JobRun.objects.filter(job_id=job.pk, manual=False, scheduled_for__in=times)
+                   .values_list("scheduled_for", flat=True))
+        missing = [time for time in times if time not in seen]
+        if missing:
+            finished = timezone.now()
+            error = f"Not run: {reason} at the planned time, and it is not made up later"
+            # A worker recording the same time at once wins or loses on the unique (job, time): one row either way.
+            JobRun.objects.bulk_create(
+                [JobRun(job_id=job.pk, scheduled_for=time, status=JobRun.Status.MISSED, finished=finished,
+                        error=error) for time in missing],
+                ignore_conflicts=True,
+            )
+            logger.warning("Job %s: %s planned time(s) up to %s recorded as missed (%s)", job.name, len(missing),
+                           missing[-1], reason)
+    if plan.next_after(upto) is None:
+        with transaction.atomic():
+            current = Job.objects.select_for_update().filter(pk=job.pk, is_active=True).first()
+            if current is not None and current.plan() == plan:
+                set_active(current, False)
+                logger.info("Job %s has no run left after its missed ones and is now inactive", job.name)
 
 
 def _mark_missed(job: Job) -> None:

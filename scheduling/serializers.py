@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from integration.models import DeployedService
@@ -21,6 +22,11 @@ class ServiceField(serializers.SlugRelatedField):
             raise serializers.ValidationError(f"Service `{data}` is not deployed") from None
 
 
+@extend_schema_serializer(examples=[OpenApiExample(
+    "Every 30 minutes, twelve times", request_only=True,
+    value={"name": "bulk-billing", "is_active": True, "service": "demo.hello", "job_type": "interval_based",
+           "start_date": "2030-12-07T09:00:00Z", "minutes": 30, "repeats": 12, "extra": "region=emea"},
+)])
 class JobSerializer(serializers.ModelSerializer):
     service = ServiceField(slug_field="name", queryset=DeployedService.objects.all())
     next_run = serializers.SerializerMethodField()

@@ -1,6 +1,6 @@
 """A Channels layer kept in one SQLite file, shared by every process on the machine.
 
-Why: the embedded default (``make run``, nothing installed) runs daphne, gunicorn and Celery
+Why: the embedded default (``make run``, nothing installed) runs daphne, granian and Celery
 workers as separate processes, and a push from a Celery worker must reach a browser whose
 socket lives in daphne. The in-memory layer cannot cross processes; this one needs only the
 standard library (and msgpack, which channels-redis already brings). With Redis configured,

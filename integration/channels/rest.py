@@ -20,6 +20,7 @@ import logging
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.wsgi import WSGIRequest
@@ -30,6 +31,13 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from integration import jsonio
 from integration import snapshot as snapshots
+from integration.channels.http_checks import (
+    HTTPPolicy,
+    InheritedEnviron,
+    buffer_chunked_body,
+    is_chunked,
+    security_logger,
+)
 from integration.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -212,19 +220,75 @@ def channel_view(request: HttpRequest) -> HttpResponse:
 
 
 class WSGIApplication:
-    """Route REST channel paths around Django's middleware; everything else to Django."""
+    """Route REST channel paths around Django's middleware; everything else to Django.
+
+    For every request, before routing: the first request of a process checks the
+    configuration version (``snapshot.ensure_poller``), the server's own environment is taken
+    out of the environ (``http_checks.InheritedEnviron``), and a chunked body is read so that
+    Django sees it (413 above ``MAX_REQUEST_BODY``). For channel paths, the checks Django's
+    middleware would have made for the deployment: ``ALLOWED_HOSTS`` (400), the HTTPS redirect
+    and HSTS (``integration/channels/http_checks.py``). Settings are read once, here.
+    """
 
     def __init__(self, django_app: Any) -> None:
         self.django_app = django_app
+        self.policy = HTTPPolicy()
+        self.inherited = InheritedEnviron()
+        self.max_body = settings.MAX_REQUEST_BODY
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         snapshots.ensure_poller()
+        self.inherited.strip_headers(environ)
+        if is_chunked(environ) and not buffer_chunked_body(environ, self.max_body):
+            # The rest of the body is never read; the server discards it or closes the connection.
+            too_large = PayloadTooLarge(f"Request body larger than {self.max_body} bytes")
+            return self._send(error_response(too_large, new_cid()), start_response)
         if reserved_prefix(environ.get("PATH_INFO", "/")):
+            self.inherited.strip(environ)
             return self.django_app(environ, start_response)
+        policy = self.policy
+        host = policy.raw_host(environ)
+        if not policy.host_allowed(host):
+            return self._send(self._bad_host(host), start_response)
+        secure = False
+        if policy.needs_scheme:
+            secure = policy.is_secure(environ)
+            if not secure and policy.redirect:
+                response = self._redirect(environ, host)
+                if response is not None:
+                    return self._send(response, start_response)
         signals.request_started.send(sender=self.__class__, environ=environ)
         request = WSGIRequest(environ)
         response = handle(request)
+        if secure and policy.hsts is not None and "Strict-Transport-Security" not in response:
+            response["Strict-Transport-Security"] = policy.hsts
         start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
         # Closing the response (done by the WSGI server) sends request_finished, which
         # returns database connections as Django's own handler does.
+        return response
+
+    @staticmethod
+    def _send(response: HttpResponse, start_response: Any) -> list[bytes]:
+        # Answered before Django saw the request: no request_started, so no request_finished either.
+        start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+        return [response.content]
+
+    @staticmethod
+    def _bad_host(host: str) -> HttpResponse:
+        cid = new_cid()
+        security_logger.warning("[%s] Invalid Host header %r on a REST channel path; not in ALLOWED_HOSTS", cid, host)
+        return error_response(BadRequest(f"Invalid Host header: {host!r} is not served here"), cid)
+
+    def _redirect(self, environ: dict[str, Any], host: str) -> HttpResponse | None:
+        request = WSGIRequest(environ)
+        target = self.policy.redirect_target(environ, host, request.get_full_path())
+        if target is None:
+            return None
+        # 301 as Django answers the rest of the site; 308 where a client would replay a 301
+        # as a GET without its body, reaching another handler or none.
+        status = 301 if request.method in ("GET", "HEAD") else 308
+        response = HttpResponse(status=status)
+        response["Location"] = target
+        response[CID_HEADER] = new_cid()
+        response["Content-Length"] = "0"
         return response

@@ -1,4 +1,4 @@
-"""Fixtures for end-to-end tests: real gunicorn processes on the test's own PostgreSQL database.
+"""Fixtures for end-to-end tests: real web server processes (granian) on the test's own PostgreSQL database.
 
 Server processes read what the test writes, so tests using them are transactional
 (``@pytest.mark.django_db(transaction=True)``): rows are committed, and pytest-django
@@ -12,6 +12,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -50,15 +51,18 @@ def server_env(transactional_db: None, tmp_path: Path, pickup_dir: Path) -> dict
 
 @pytest.fixture
 def start_web(server_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., WebServer]]:
-    """Start gunicorn servers on this test's database: ``start_web(workers=2)`` -> a serving ``WebServer``.
+    """Start web servers on this test's database: ``start_web(workers=2)`` -> a serving ``WebServer``.
 
-    Every server started is stopped at teardown (SIGTERM to its process group, then SIGKILL).
+    Keyword arguments are environment variables for the server; ``options`` go to its command
+    line (``serve.granian_argv``: ``options={"header_read_timeout": 2}``). Every server started
+    is stopped at teardown (SIGTERM to its process group, then SIGKILL).
     """
     servers: list[WebServer] = []
 
-    def _start(workers: int = 2, **env: str) -> WebServer:
+    def _start(workers: int = 2, options: dict[str, Any] | None = None, **env: str) -> WebServer:
         name = f"web{len(servers)}"
-        server = WebServer({**server_env, **env}, workers=workers, log_dir=tmp_path / "logs", name=name)
+        server = WebServer({**server_env, **env}, workers=workers, log_dir=tmp_path / "logs", name=name,
+                           **(options or {}))
         servers.append(server)
         return server.start()
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -43,7 +41,6 @@ NOT_EMBEDDED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "ADMIN_PASSWOR
 def embedded_env(tmp_path: Path):  # type: ignore[no-untyped-def]
     """The test's environment without PostgreSQL, Redis or a preset admin password, VAR_DIR in tmp."""
     var_dir = tmp_path / "var"
-    runtime_dir = tempfile.mkdtemp(prefix="sb-run-")  # gunicorn's control socket: see tests/servers/web.py
     env = {key: value for key, value in os.environ.items() if key not in NOT_EMBEDDED}
     env.update(
         {
@@ -51,12 +48,10 @@ def embedded_env(tmp_path: Path):  # type: ignore[no-untyped-def]
             "PICKUP_DIR": str(tmp_path / "pickup"),
             # One web worker is enough to answer, and leaves CPU to the other tests.
             "WEB_WORKERS": "1",
-            "XDG_RUNTIME_DIR": runtime_dir,
             "PYTHONUNBUFFERED": "1",
         }
     )
-    yield env
-    shutil.rmtree(runtime_dir, ignore_errors=True)
+    return env
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -146,12 +141,12 @@ def test_the_embedded_platform_migrates_bootstraps_serves_and_stops_cleanly(embe
     children = {stat.pid: stat for stat in serve.tree() if stat.ppid == serve.pid}
     # Each child is `python -m MODULE ...`.
     modules = sorted(stat.cmdline.split()[2] for stat in children.values())
-    assert modules == ["celery", "celery", "config.websocket_server", "gunicorn"], [
+    assert modules == ["celery", "celery", "config.websocket_server", "granian"], [
         stat.cmdline for stat in children.values()]  # config.websocket_server: daphne, closing with 1009
     assert any(f" -p {websocket_port} " in stat.cmdline and " --websocket_timeout -1 " in stat.cmdline
                for stat in children.values())
 
-    # The WebSocket demo on the embedded channel layer: a push from gunicorn reaches daphne's client.
+    # The WebSocket demo on the embedded channel layer: a push from granian reaches daphne's client.
     notification = asyncio.run(demo_push(base, var_dir, websocket_port, serve))
     lap("serve: WebSocket demo")
     assert notification["type"] == "push"
@@ -160,10 +155,10 @@ def test_the_embedded_platform_migrates_bootstraps_serves_and_stops_cleanly(embe
     assert any(" beat " in stat.cmdline for stat in children.values())
     assert "exited with code" not in serve.log_text(), serve.log_tail()
 
-    everything = serve.tree()  # children and grandchildren (gunicorn and Celery pool workers)
+    everything = serve.tree()  # children and grandchildren (granian and Celery pool workers)
     assert all(is_running(stat) for stat in everything)
     groups = {serve.pid} | {stat.pgrp for stat in everything}
-    assert len(everything) >= 6  # gunicorn master + worker, daphne, Celery worker + its pool, beat
+    assert len(everything) >= 6  # granian main process + worker, daphne, Celery worker + its pool, beat
 
     serve.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal of `make run` sends
     interrupted_at = time.monotonic()

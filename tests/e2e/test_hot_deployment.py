@@ -1,4 +1,4 @@
-"""Hot deployment in a running gunicorn server: files dropped in the pickup directory.
+"""Hot deployment in a running web server (granian): files dropped in the pickup directory.
 
 Each worker process runs its own poller, which scans the pickup directory and the
 configuration version every CONFIG_POLL_INTERVAL (0.25 s). A file is deployed once it

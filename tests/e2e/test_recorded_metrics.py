@@ -1,4 +1,4 @@
-"""Invocation statistics written by real processes: gunicorn workers and a Celery worker, by poller and at exit."""
+"""Invocation statistics written by real processes: web server workers and a Celery worker, by poller and at exit."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def hello_channel(builtins: None) -> None:
                                service=DeployedService.objects.get(name="demo.hello"))
 
 
-def test_gunicorn_workers_write_their_counts_into_shared_rows(start_web: Callable[..., Any],
+def test_web_workers_write_their_counts_into_shared_rows(start_web: Callable[..., Any],
                                                                hello_channel: None) -> None:
     server = start_web(workers=2, METRICS_FLUSH_INTERVAL="0.3")
     for _ in range(30):

@@ -57,10 +57,14 @@ shot = browser_fixtures.shot
 
 
 class Daphne:
-    """One daphne process started as ``manage.py serve`` starts it, on a free port of 127.0.0.1."""
+    """One daphne process started as ``manage.py serve`` starts it, on a free port of 127.0.0.1.
 
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str) -> None:
-        self.env, self.log_dir, self.name = env, log_dir, name
+    ``origin``: another page origin allowed to open sockets (the frontend's), as an operator lists
+    it in ``WEBSOCKET_ALLOWED_ORIGINS``, beside this daphne's own pages.
+    """
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str, origin: str) -> None:
+        self.env, self.log_dir, self.name, self.origin = env, log_dir, name, origin
         self.port = 0
         self.process: ManagedProcess | None = None
         self.attempt = 0
@@ -73,7 +77,8 @@ class Daphne:
         self.port = free_port()
         self.attempt += 1
         # WEBSOCKET_PORT: the pages this process serves point browsers at its own port.
-        env = {**self.env, "WEBSOCKET_PORT": str(self.port)}
+        env = {**self.env, "WEBSOCKET_PORT": str(self.port),
+               "WEBSOCKET_ALLOWED_ORIGINS": f"{self.origin},{self.base_url}"}
         self.process = ManagedProcess(daphne_argv(sys.executable, self.port, 1024 * 1024), env=env,
                                       log_path=self.log_dir / f"{self.name}-{self.attempt}.log").start()
         return self
@@ -102,14 +107,22 @@ class Daphne:
 
 
 @pytest.fixture
-def daphnes(server_env: dict[str, str], tmp_path: Path, settings: Any) -> Iterator[tuple[Daphne, Daphne]]:
+def frontend_port() -> int:
+    """The frontend's port, chosen first: the platform must list the frontend's origin."""
+    return free_port()
+
+
+@pytest.fixture
+def daphnes(server_env: dict[str, str], tmp_path: Path, settings: Any,
+            frontend_port: int) -> Iterator[tuple[Daphne, Daphne]]:
     """Two daphne processes on the test database and one Redis channel layer (a prefix of their own)."""
     if not settings.REDIS_URL:
         pytest.skip("needs Redis (make test sets REDIS_URL)")
     env = {key: value for key, value in server_env.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env.update({"CHANNEL_LAYER_PREFIX": f"test-e2e-{uuid.uuid4().hex[:12]}", "ADMIN_REQUIRE_TOTP": "true",
                 "WEBSOCKET_PUBLIC_URL": "", "WEBSOCKET_ALLOWED_ORIGINS": ""})
-    pair = (Daphne(env, tmp_path / "logs", "daphne-a"), Daphne(env, tmp_path / "logs", "daphne-b"))
+    origin = f"http://127.0.0.1:{frontend_port}"
+    pair = (Daphne(env, tmp_path / "logs", "daphne-a", origin), Daphne(env, tmp_path / "logs", "daphne-b", origin))
     try:
         for server in pair:  # both start at once: each spends a second or two importing Django
             server.launch()
@@ -124,7 +137,7 @@ def daphnes(server_env: dict[str, str], tmp_path: Path, settings: Any) -> Iterat
 
 
 @pytest.fixture
-def frontend(daphnes: tuple[Daphne, Daphne]) -> Iterator[str]:
+def frontend(daphnes: tuple[Daphne, Daphne], frontend_port: int) -> Iterator[str]:
     """The frontend application: serves a page with a token it got over REST with its own credentials."""
     platform = daphnes[0]
 
@@ -149,7 +162,7 @@ def frontend(daphnes: tuple[Daphne, Daphne]) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", frontend_port), Handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:

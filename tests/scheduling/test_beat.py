@@ -1,4 +1,4 @@
-"""The beat's decisions with a controlled clock: DST days, restarts, stalls, re-activation, reloads.
+"""The beat's decisions with a controlled clock: DST days, restarts, stalls, re-activation, reloads, repeats.
 
 Also what a restarted worker does about the runs it was killed in the middle of.
 
@@ -21,7 +21,7 @@ from django.utils import timezone
 from integration.models import DeployedService
 from scheduling import jobs
 from scheduling.models import Job, JobRun
-from scheduling.tasks import _mark_interrupted_runs
+from scheduling.tasks import _mark_interrupted_runs, run_job
 from tests.scheduling.beat_harness import Beat, Clock, Sent, close_beats, install, planned_of, release_beat_lock
 
 pytestmark = pytest.mark.django_db
@@ -131,12 +131,26 @@ def test_fall_back_day_runs_a_repeated_time_once_even_across_a_restart(clock, ou
     beat.close()
 
 
-def test_a_restart_neither_repeats_nor_catches_up(clock, outbox, service) -> None:
+def deliver(outbox: list[Sent], job: Job) -> None:
+    """A worker takes every run sent for ``job`` so far: each is recorded (and run) once."""
+    for item in outbox:
+        if item.job_id == job.pk:
+            run_job(job.pk, item.planned.isoformat(), f"{item.planned:%H%M%S}".ljust(24, "0"))
+
+
+def runs_of(job: Job) -> list[tuple[datetime, str]]:
+    return sorted(job.runs.filter(manual=False).values_list("scheduled_for", "status"))
+
+
+def test_a_restart_runs_late_only_what_is_less_than_the_grace_period_old_and_repeats_nothing(
+    clock, outbox, service
+) -> None:
     grace = settings.SCHEDULER_MISFIRE_GRACE
     every = interval_job(service, "every-10s", T0 + timedelta(seconds=5), 10)
     first = Beat(clock)
     first.run_for(30)
     first.close()  # killed: no final sync
+    deliver(outbox, every)  # T0+5, 15 and 25 ran
     down = clock()
     clock.advance(120)  # the platform is down for two minutes
     late = one_time_job(service, "late", clock() - timedelta(seconds=grace / 2), now=down)
@@ -147,9 +161,13 @@ def test_a_restart_neither_repeats_nor_catches_up(clock, outbox, service) -> Non
 
     restart = second.started_at
     before = [item.planned for item in outbox if item.at < restart and item.job_id == every.pk]
-    after = [item.planned for item in outbox if item.at >= restart and item.job_id == every.pk]
+    after = [item for item in outbox if item.at >= restart and item.job_id == every.pk]
     assert before == [T0 + timedelta(seconds=s) for s in (5, 15, 25)]
-    assert after == [restart + timedelta(seconds=s) for s in (5, 15, 25)]  # the grid goes on from now
+    # T0+125..145 were planned less than 30 s before the restart: they run at once, late; the
+    # grid then goes on on time. T0+35..115 are over 30 s late: missed, not made up.
+    assert [item.planned for item in after] == [T0 + timedelta(seconds=s) for s in (125, 135, 145, 155, 165, 175)]
+    assert all(item.at - restart < timedelta(seconds=1) for item in after[:3])
+    assert all(item.at - item.planned < timedelta(seconds=1) for item in after[3:])
     # The one-time job planned within the grace period runs (late, once); the older one is missed.
     assert planned_of(outbox, late.pk) == [late.start_date]
     assert planned_of(outbox, missed.pk) == []
@@ -158,9 +176,23 @@ def test_a_restart_neither_repeats_nor_catches_up(clock, outbox, service) -> Non
     assert list(missed.runs.values_list("status", "scheduled_for")) == [(JobRun.Status.MISSED, missed.start_date)]
 
 
-@pytest.mark.parametrize(("stall", "caught_up"), [(23, 2), (95, 0)])
-def test_a_stalled_beat_runs_late_within_the_grace_period_and_skips_beyond_it(clock, outbox, service, stall,
-                                                                             caught_up) -> None:
+def test_a_quick_restart_does_not_send_again_what_already_ran(clock, outbox, service) -> None:
+    every = interval_job(service, "every-10s", T0 + timedelta(seconds=5), 10)
+    first = Beat(clock)
+    first.run_for(30)
+    first.close()
+    deliver(outbox, every)
+    clock.advance(10)  # back at T0+40: T0+15 and T0+25 are within the grace period, but they ran
+    second = Beat(clock)
+    second.run_for(10)
+    second.close()
+    assert planned_of(outbox, every.pk) == [T0 + timedelta(seconds=s) for s in (5, 15, 25, 35, 45)]
+
+
+@pytest.mark.parametrize("stall", [23, 95])
+def test_a_stalled_beat_runs_late_within_the_grace_period_and_skips_beyond_it(clock, outbox, service,
+                                                                             stall) -> None:
+    grace = timedelta(seconds=settings.SCHEDULER_MISFIRE_GRACE)
     job = interval_job(service, "every-10s", T0 + timedelta(seconds=5), 10)
     grid = [T0 + timedelta(seconds=5 + 10 * k) for k in range(20)]
     beat = Beat(clock)
@@ -169,24 +201,93 @@ def test_a_stalled_beat_runs_late_within_the_grace_period_and_skips_beyond_it(cl
     resumed = clock()
     beat.run_for(20)
     planned = planned_of(outbox, job.pk)
-    assert [time for time in planned if time <= resumed] == grid[: 1 + caught_up]
+    # Caught up: what is at most the grace period late when the beat resumes; 23 s: T0+15 and T0+25;
+    # 95 s: T0+85, 95 and 105 (T0+15..75 are missed).
+    caught_up = [time for time in grid[1:] if resumed - grace < time <= resumed]
+    assert len(caught_up) == (2 if stall == 23 else 3)
+    assert [time for time in planned if time <= resumed] == [grid[0], *caught_up]
     assert [time for time in planned if time > resumed] == [time for time in grid if resumed < time <= clock()]
     beat.close()
 
 
-def test_re_activating_does_not_fire_at_once_only_at_the_next_planned_time(clock, outbox, service) -> None:
-    job = interval_job(service, "every-minute", T0 + timedelta(seconds=1), 60)
+def test_a_job_created_with_a_start_date_of_now_runs_every_one_of_its_repeats(clock, outbox, service) -> None:
+    # The regression: by the time it is saved, "now" is a fraction of a second past, and the
+    # first run was skipped yet counted: repeats=3 ran twice.
+    beat = Beat(clock)
+    beat.run_for(1)
+    job = interval_job(service, "three-times", clock() - timedelta(seconds=0.3), 10, repeats=3)
+    beat.run_for(40)
+    deliver(outbox, job)
+    start = job.start_date
+    assert planned_of(outbox, job.pk) == [start, start + timedelta(seconds=10), start + timedelta(seconds=20)]
+    assert [status for _, status in runs_of(job)] == [JobRun.Status.OK] * 3
+    job.refresh_from_db()
+    assert not job.is_active  # its last repeat ran
+    beat.close()
+
+
+def test_an_edit_to_a_start_a_moment_ago_runs_that_time_late(clock, outbox, service) -> None:
+    job = interval_job(service, "edited", T0 + timedelta(hours=1), 60)
+    beat = Beat(clock)
+    beat.run_for(10)
+    job.start_date = clock() - timedelta(seconds=12)  # "start 12 s ago, every minute"
+    jobs.save_job(job)
+    beat.run_for(1)
+    assert planned_of(outbox, job.pk) == [job.start_date]  # 12 s late, but run
+    beat.close()
+
+
+def test_times_a_job_with_repeats_misses_are_recorded_and_count(clock, outbox, service) -> None:
+    job = interval_job(service, "five-times", T0 + timedelta(seconds=5), 10, repeats=5)
+    first = Beat(clock)
+    first.run_for(12)  # T0+5
+    first.close()
+    deliver(outbox, job)
+    clock.advance(60)  # down until T0+72: T0+15, 25 and 35 are over 30 s late, T0+45 is not
+    second = Beat(clock)
+    second.run_for(30)
+    second.close()
+    deliver(outbox, job)
+    grid = [T0 + timedelta(seconds=s) for s in (5, 15, 25, 35, 45)]
+    assert planned_of(outbox, job.pk) == [grid[0], grid[4]]
+    ok, missed = JobRun.Status.OK, JobRun.Status.MISSED
+    assert runs_of(job) == list(zip(grid, [ok, missed, missed, missed, ok], strict=True))
+    assert job.runs.filter(status=missed).first().error.startswith("Not run: the scheduler was not running")
+    job.refresh_from_db()
+    assert not job.is_active  # five times accounted for: three missed, two run
+
+
+def test_a_job_whose_remaining_repeats_were_all_missed_becomes_inactive(clock, outbox, service) -> None:
+    job = interval_job(service, "three-times", T0 + timedelta(seconds=5), 10, repeats=3)
+    first = Beat(clock)
+    first.run_for(6)  # T0+5
+    first.close()
+    deliver(outbox, job)
+    clock.advance(100)
+    Beat(clock).run_for(1)
+    assert [status for _, status in runs_of(job)] == [JobRun.Status.OK, JobRun.Status.MISSED, JobRun.Status.MISSED]
+    job.refresh_from_db()
+    assert not job.is_active
+
+
+def test_re_activating_runs_a_time_less_than_the_grace_period_old_and_not_older_ones(clock, outbox,
+                                                                                     service) -> None:
+    job = interval_job(service, "every-minute", T0 + timedelta(seconds=1), 60, repeats=10)
     grid = [T0 + timedelta(seconds=1 + 60 * k) for k in range(10)]
     beat = Beat(clock)
     beat.run_for(62)  # T0+1 and T0+61
+    deliver(outbox, job)
     jobs.set_active(job, False)
     beat.run_for(200)  # to T0+262: nothing, though three runs were planned
     assert planned_of(outbox, job.pk) == grid[:2]
-    jobs.set_active(job, True)  # 21 s after a planned time
-    beat.run_for(38)
-    assert planned_of(outbox, job.pk) == grid[:2]  # not fired at once, nothing made up
-    beat.run_for(2)
-    assert planned_of(outbox, job.pk) == [*grid[:2], grid[5]]
+    jobs.set_active(job, True)  # 21 s after a planned time: less than the grace period
+    beat.run_for(1)
+    assert planned_of(outbox, job.pk) == [*grid[:2], grid[4]]  # T0+241, late; T0+121 and 181 not made up
+    beat.run_for(40)
+    assert planned_of(outbox, job.pk) == [*grid[:2], grid[4], grid[5]]
+    # The two times missed while the job was inactive are recorded: repeats counts them.
+    assert [(time, status) for time, status in runs_of(job) if status == JobRun.Status.MISSED] == [
+        (grid[2], JobRun.Status.MISSED), (grid[3], JobRun.Status.MISSED)]
     beat.close()
 
 

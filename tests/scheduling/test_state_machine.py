@@ -14,10 +14,15 @@ What must hold, checked at each step:
 * every invocation is at a time that one of the job's plans (as created or edited) has, and the
   service gets the job's extra data;
 * while a beat runs, every planned time of an active job is sent, once, on time, and never more than
-  ``SCHEDULER_MISFIRE_GRACE`` late; a job is never fired at once when it is created, edited or
-  re-activated; a restarted beat catches nothing up (a recurring job's next run is after the restart);
-* after the run of a job's last planned time, the job is inactive; a one-time job whose time passed
-  more than the grace period before a beat started is inactive with its run recorded (missed or not);
+  ``SCHEDULER_MISFIRE_GRACE`` late. When the beat (re)loads a job's plan (the job is created, edited
+  or re-activated, or the beat starts), the times planned less than the grace period before are
+  sent at once, late (unless a run at that time or later is already recorded); older ones never are;
+* ``repeats`` counts runs that happened or were recorded missed: every planned time of an active
+  job with repeats that is more than the grace period old has a run row (run or missed), or is
+  queued for a worker; none is skipped silently;
+* after the run of a job's last planned time, the job is inactive, and so is a job whose every
+  planned time is accounted for; a one-time job whose time passed more than the grace period
+  before a beat started is inactive with its run recorded (missed or not);
 * re-activation is refused exactly when the plan has no run left after now (a one-time start
   date passed, repeats used up); so are creating and editing such an active job.
 
@@ -194,6 +199,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self._check_nothing_skipped()
         if workers_keep_up:
             self._deliver(len(self.queue), data)
+        self._check_repeats_are_accounted_for()
 
     @rule(seconds=st.floats(0.01, 3), data=st.data())
     def let_a_moment_pass(self, seconds: float, data: st.DataObject) -> None:
@@ -215,6 +221,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             job = Job.objects.get(pk=job_id)
             assert not job.is_active, job
             assert job.runs.filter(scheduled_for=job.start_date, manual=False).exists(), job
+        self._check_repeats_are_accounted_for()
 
     @rule(data=st.data())
     def lagging_workers_catch_up(self, data: st.DataObject) -> None:
@@ -267,16 +274,46 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.plans_had.setdefault(job.pk, []).append(job.plan())
         self.armed[job.pk] = self.clock()
 
+    def _loaded_at(self, job_id: int) -> datetime:
+        """When this beat last read the job's plan: its start, or the job's last arming after it.
+
+        The beat notices a write on its next tick, and in this machine no time passes between a
+        rule that writes and the next tick.
+        """
+        return max(self.armed[job_id], self.beat.started_at)
+
     def _check_nothing_skipped(self) -> None:
         """Every planned time of an active job that passed while this beat ran, after the job was last
-        armed, was sent (on time, as ``_take_sent`` checks): a beat that notices a change late would not be."""
+        armed, was sent (on time, as ``_take_sent`` checks): a beat that notices a change late would not
+        be. So was every time planned less than the grace period before that, unless a run at that time
+        or later was recorded when the beat read the plan (a restarted beat does not send again what ran)."""
+        grace = timedelta(seconds=settings.SCHEDULER_MISFIRE_GRACE)
         due_by = self.clock() - timedelta(milliseconds=20)
         for job in Job.objects.filter(is_active=True):
             plan = job.plan()
-            moment = plan.next_after(max(self.armed[job.pk], self.beat.started_at))
+            loaded = self._loaded_at(job.pk)
+            moment = plan.next_after(loaded - grace + timedelta(seconds=1))
             while moment is not None and moment <= due_by:
-                assert (job.pk, moment) in self.sent_by_this_beat, f"{job} was not sent for {moment}"
+                ran_since = moment <= loaded and job.runs.filter(
+                    manual=False, scheduled_for__gte=moment, scheduled_for__lte=loaded).exists()
+                assert ran_since or (job.pk, moment) in self.sent_by_this_beat, f"{job} was not sent for {moment}"
                 moment = plan.next_after(moment)
+
+    def _check_repeats_are_accounted_for(self) -> None:
+        """Each planned time of an active job with repeats, once more than the grace period old, was run or
+        recorded missed (or waits in the queue): repeats never counts a time skipped silently. A job whose
+        every planned time is accounted for that way is inactive."""
+        limit = self.clock() - timedelta(seconds=settings.SCHEDULER_MISFIRE_GRACE + 1)
+        queued = {(sent.job_id, sent.planned) for sent in self.queue}
+        for job in Job.objects.filter(is_active=True, job_type=plans.INTERVAL_BASED, repeats__isnull=False):
+            plan = job.plan()
+            recorded = set(job.runs.filter(manual=False).values_list("scheduled_for", flat=True))
+            moment = plan.first()
+            while moment is not None and moment <= limit:
+                assert moment in recorded or (job.pk, moment) in queued, f"{job}: {moment} was skipped silently"
+                moment = plan.next_after(moment)
+            over = moment is None and not any(job_id == job.pk for job_id, _ in queued)
+            assert not over, f"{job} has every planned time run or missed but is still active"
 
     def _take_sent(self) -> None:
         """Check what the beat sent since the last look, then queue it for the workers."""
@@ -285,10 +322,13 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert (sent.job_id, sent.planned) not in self.sent_by_this_beat, f"sent twice by one beat: {sent}"
             self.sent_by_this_beat.add((sent.job_id, sent.planned))
             assert sent.at - sent.planned <= grace, f"sent more than the grace period late: {sent}"
-            assert sent.planned > self.armed[sent.job_id], f"fired at once on (re)arming: {sent}"
+            loaded = self._loaded_at(sent.job_id)
+            if sent.planned <= loaded:
+                # Planned before the beat read the plan: a late run, allowed within the grace period only.
+                assert loaded - sent.planned < grace, f"sent a time over the grace period old at (re)arming: {sent}"
+                continue
             job = Job.objects.filter(pk=sent.job_id).first()
             if job is not None and job.job_type != plans.ONE_TIME:
-                assert sent.planned > self.beat.started_at, f"caught up after a restart: {sent}"
                 assert sent.at - sent.planned < timedelta(seconds=1), f"late: {sent}"
         self.queue.extend(self.outbox[self.checked:])
         self.checked = len(self.outbox)

@@ -2,7 +2,7 @@
 
 ``procs`` knows about processes (free ports, bounded waits, process trees read from
 /proc, stopping a process group); ``client`` is a tiny HTTP client that never raises on a
-status code; ``web`` starts gunicorn exactly as production does (``WebServer``).
+status code; ``web`` starts the web server (granian) exactly as production does (``WebServer``).
 
 Loopback HTTP servers for outgoing connections, each in a process of its own:
 ``oauth`` (an OAuth 2.0 token server on authlib), ``rest_backend`` (a REST backend that

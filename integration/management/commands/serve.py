@@ -1,15 +1,20 @@
 """``python manage.py serve``: start the whole platform in one command and stop it with Ctrl-C.
 
-Children: gunicorn (HTTP: admin, management API, REST channels) on ``PORT``, daphne
+Children: granian (HTTP: admin, management API, REST channels) on ``PORT``, daphne
 (WebSocket channels) on ``WEBSOCKET_PORT``, a Celery worker and one Celery beat, all bound
 to 127.0.0.1. Each runs in its own process group; SIGINT or SIGTERM to this command, or any
 child exiting, stops them all.
 
-Why two ports: gunicorn's sync workers serve REST several times faster than daphne, but
-cannot hold WebSockets; daphne holds thousands of idle sockets in one process. Pages learn
-where the sockets are from ``integration.builtin.websocket.websocket_url`` (the request's
-host at ``WEBSOCKET_PORT``, or ``WEBSOCKET_PUBLIC_URL`` behind a load balancer that routes
-upgrades to daphne). Daphne serves HTTP as well, more slowly; nothing needs it to.
+Why two servers: granian's WSGI interface serves REST about twice as fast as gunicorn's sync
+workers and many times faster than daphne, and its asynchronous front end keeps slow clients
+from holding a Python thread; but WSGI cannot hold WebSockets, and daphne holds thousands of
+idle sockets in one process. Pages learn where the sockets are from
+``integration.builtin.websocket.websocket_url`` (the request's host at ``WEBSOCKET_PORT``, or
+``WEBSOCKET_PUBLIC_URL`` behind a load balancer that routes upgrades to daphne). Daphne serves
+HTTP as well, more slowly; nothing needs it to.
+
+``granian_argv`` and ``daphne_argv`` are the two command lines; the end-to-end tests start
+their servers with these very functions.
 """
 
 from __future__ import annotations
@@ -51,6 +56,55 @@ def daphne_argv(python: str, port: int, max_message_size: int) -> list[str]:
     ]
 
 
+WSGI_APP = "config.wsgi:application"
+
+
+def granian_argv(
+    python: str,
+    port: int,
+    workers: int,
+    *,
+    host: str = HOST,
+    app: str = WSGI_APP,
+    blocking_threads: int | None = None,
+    backpressure: int | None = None,
+    header_read_timeout: float | None = None,
+) -> list[str]:
+    """granian's command line for the HTTP server, as serve runs it (and the end-to-end tests).
+
+    Each option's default is its setting (``WEB_BLOCKING_THREADS``, ``WEB_BACKPRESSURE``,
+    ``WEB_HEADER_READ_TIMEOUT``); the keywords let a test or a benchmark change one.
+
+    * ``--interface wsgi``: ``config.wsgi`` (REST channel paths straight to the dispatcher,
+      the rest to Django). Each worker imports it itself: nothing is loaded before the fork.
+    * ``--blocking-threads``: Python threads per worker running requests. granian's default
+      (half the backpressure, hundreds) would mean hundreds of database connections.
+    * ``--backpressure``: connections a worker holds at once, idle keep-alive ones included.
+    * ``--http1-header-read-timeout``: a client that has not sent its headers by then (a
+      slow-loris client) is disconnected; idle keep-alive connections close after it too.
+    * ``--respawn-failed-workers``: a worker that dies (OOM kill, crash) is replaced at once;
+      the new one checks the configuration version before its first request. granian gives
+      up (and exits) when a worker dies again within about 5 s of its respawn.
+    * ``--workers-kill-timeout 10``: on stop, requests still running after 10 s are cut.
+    * Keep-alive is on (granian's default); no access log, as before.
+    """
+    threads = settings.WEB_BLOCKING_THREADS if blocking_threads is None else blocking_threads
+    held = settings.WEB_BACKPRESSURE if backpressure is None else backpressure
+    timeout = settings.WEB_HEADER_READ_TIMEOUT if header_read_timeout is None else header_read_timeout
+    return [
+        python, "-m", "granian", "--interface", "wsgi", "--host", host, "--port", str(port),
+        "--workers", str(workers),
+        "--blocking-threads", str(threads),
+        "--backpressure", str(held),
+        "--http1-header-read-timeout", str(max(1, round(timeout * 1000))),
+        "--respawn-failed-workers",
+        "--workers-kill-timeout", "10",
+        "--no-ws",
+        "--no-access-log",
+        app,
+    ]
+
+
 def daphne_message_limit() -> int:
     """``WEBSOCKET_MAX_MESSAGE_SIZE``, or more when a channel allows more (read once, at start).
 
@@ -79,13 +133,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, no_celery: bool = False, **options: Any) -> None:
         python = sys.executable
         if settings.WEBSOCKET_PORT == settings.PORT:
-            raise CommandError(f"PORT and WEBSOCKET_PORT are both {settings.PORT}: gunicorn and daphne need one each")
+            raise CommandError(f"PORT and WEBSOCKET_PORT are both {settings.PORT}: granian and daphne need one each")
         env = {
             **os.environ, "PORT": str(settings.PORT), "WEB_WORKERS": str(settings.WEB_WORKERS),
-            "WEBSOCKET_PORT": str(settings.WEBSOCKET_PORT),  # pages served by gunicorn point browsers there
+            "WEBSOCKET_PORT": str(settings.WEBSOCKET_PORT),  # pages served by granian point browsers there
         }
         commands = [
-            ("web", [python, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi:application"]),
+            ("web", granian_argv(python, settings.PORT, settings.WEB_WORKERS)),
             ("websockets", daphne_argv(python, settings.WEBSOCKET_PORT, daphne_message_limit())),
         ]
         if not no_celery:
@@ -120,7 +174,7 @@ class Command(BaseCommand):
                         break
                 time.sleep(0.2)
         finally:
-            # SIGTERM to each child's main process only: gunicorn and Celery stop their own
+            # SIGTERM to each child's main process only: granian and Celery stop their own
             # workers. Signalling the whole group can kill a Celery pool process while it
             # holds a shared lock and hang the worker's shutdown.
             for child in children.values():
