@@ -37,6 +37,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts import crypto, limits, tokens
+from accounts.throttle import client_address
 from integration import snapshot
 from integration.errors import PayloadTooLarge, ServiceUnavailable
 
@@ -116,7 +117,7 @@ class DefinitionAuthentication(BaseAuthentication):
 
     def authenticate(self, request: Any) -> tuple[CallerIdentity, str] | None:
         """DRF's contract, with the brute-force limits of ``accounts.limits`` around the type's ``check``."""
-        attempt = limits.Attempt.of(request, CHANNEL, self.name, stage=self.stage)
+        attempt = limits.Attempt(CHANNEL, self.name, client_address(request), request, stage=self.stage)
         attempt.refuse_if_blocked()
         try:
             result = self.check(request, attempt)
@@ -333,6 +334,7 @@ class ApiKeyAuthentication(DefinitionAuthentication):
         self.environ_key = "HTTP_" + header.upper().replace("-", "_")
         self.key_prefix = key_prefix.encode()
         self.key_hash = key_hash
+        self.key_matches = crypto.secret_checker(key_hash)  # resolved once per snapshot
         self.rehash = crypto.needs_rehash(key_hash)  # made with an older key: rewrite on the next success
 
     @classmethod
@@ -346,7 +348,7 @@ class ApiKeyAuthentication(DefinitionAuthentication):
             return None
         key = value.strip().encode("latin-1", "replace")
         prefix_ok = hmac.compare_digest(key[: len(self.key_prefix)], self.key_prefix)
-        key_ok = crypto.verify_secret(key, self.key_hash)
+        key_ok = self.key_matches(key)
         if not (prefix_ok and key_ok):
             raise self.fail(f"invalid key in {self.header} (prefix given: {_shown(value[:4])!r}...)", request)
         if not self.is_active:

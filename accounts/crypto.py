@@ -36,6 +36,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -140,6 +141,30 @@ def verify_secret(secret: str | bytes, stored: str) -> bool:
         hmac.compare_digest(_hmac_hex(_hash_keys()[0][1], secret), digest)
         return False
     return hmac.compare_digest(_hmac_hex(key, secret), digest)
+
+
+def secret_checker(stored: str) -> Callable[[bytes], bool]:
+    """``verify_secret`` for one stored hash, with its key and digest resolved once.
+
+    Authenticators are rebuilt with every configuration snapshot, so they resolve the hash
+    when built and pay one HMAC per request, nothing more. A hash whose key is not configured
+    gives a checker that does the same work and always says no.
+    """
+    parsed = _parse_hmac(stored)
+    key = _keys_by_id().get(parsed[0]) if parsed else None
+    if key is None or parsed is None:
+        newest = _hash_keys()[0][1]
+
+        def never(secret: bytes) -> bool:
+            hmac.digest(newest, secret, "sha256")  # the same work as a real check
+            return False
+
+        return never
+    try:
+        expected = bytes.fromhex(parsed[1])
+    except ValueError:
+        return lambda secret: False
+    return lambda secret: hmac.compare_digest(hmac.digest(key, secret, "sha256"), expected)
 
 
 def needs_rehash(stored: str) -> bool:

@@ -93,18 +93,27 @@ class Attempt:
     needs (CID, User-Agent) is read from ``request`` when a failure happens.
     """
 
-    __slots__ = ("address", "definition", "key", "kind", "request", "stage", "username")
+    __slots__ = ("key", "request", "stage", "username")
 
     def __init__(self, kind: str, definition: str, address: str, request: Any = None, *, username: str = "",
                  stage: str = Stage.PASSWORD) -> None:
         # Plain strings in the key: hashing an enum member goes through Python code, a str's does not.
-        self.kind = kind.value if isinstance(kind, Kind) else kind
-        self.definition = definition
-        self.address = address
-        self.key = (self.kind, definition, address)
+        self.key = (kind.value if isinstance(kind, Kind) else kind, definition, address)
         self.request = request
         self.username = username
         self.stage = stage
+
+    @property
+    def kind(self) -> str:
+        return self.key[0]
+
+    @property
+    def definition(self) -> str:
+        return self.key[1]
+
+    @property
+    def address(self) -> str:
+        return self.key[2]
 
     @classmethod
     def of(cls, request: Any, kind: str, definition: str, *, username: str = "",
