@@ -19,6 +19,8 @@ ZATO_STAMP := $(ZATO_VENV)/.installed-stamp
 ZATO_PIP := $(ZATO_VENV)/bin/pip install --quiet --disable-pip-version-check
 # Local development starts without the TOTP step; production (the setting's default) requires it.
 ADMIN_REQUIRE_TOTP ?= false
+# ... and lets scripts use the management API with a password (production: API tokens only).
+MANAGE_API_BASIC_AUTH ?= true
 
 .PHONY: help venv run test test-servers lint fmt bench clean
 
@@ -36,7 +38,7 @@ run: venv ## migrate, create admin and demos, start web + worker + beat on http:
 	$(PY) manage.py createdb
 	$(PY) manage.py migrate --noinput
 	ADMIN_REQUIRE_TOTP=$(ADMIN_REQUIRE_TOTP) $(PY) manage.py bootstrap
-	ADMIN_REQUIRE_TOTP=$(ADMIN_REQUIRE_TOTP) exec $(PY) manage.py serve
+	ADMIN_REQUIRE_TOTP=$(ADMIN_REQUIRE_TOTP) MANAGE_API_BASIC_AUTH=$(MANAGE_API_BASIC_AUTH) exec $(PY) manage.py serve
 
 $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium \

@@ -198,4 +198,4 @@ class ApiKeyAdmin(ChangeSecretMixin):
         response = TemplateResponse(request, "admin/accounts/apikey/key_created.html", context)
         response["Cache-Control"] = "no-store"
         return response
-from accounts import admin_totp  # noqa: E402,F401 - login audit and TOTP admin
+from accounts import admin_tokens, admin_totp  # noqa: E402,F401 - API tokens, login audit and TOTP admin

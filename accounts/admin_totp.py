@@ -1,5 +1,9 @@
 """Two-factor pages of the admin: a user's own TOTP key, the login audit list, TOTP devices.
 
+The audit list (**Login attempts**) holds admin logins, management API logins with a password,
+and the failed credential checks of channels, JWT log-ins, API tokens and ``/metrics``
+(``accounts.limits``), each with its kind and the definition it was for.
+
 Enrolment keeps the new key in an unconfirmed ``TOTPDevice`` (encrypted like any key) until
 the user types a first valid code from it; only then does it replace the old key, so a
 mistyped or unscanned key never locks anyone out.
@@ -110,11 +114,12 @@ def _groups(text: str, size: int = 4) -> str:
 class LoginAttemptAdmin(admin.ModelAdmin):
     """The audit list: read-only; superusers may delete old rows."""
 
-    list_display = ("when", "username", "address", "stage", "outcome", "reason")
-    list_filter = ("outcome", "stage")
-    search_fields = ("username", "address")
+    list_display = ("when", "kind", "definition", "username", "address", "stage", "outcome", "reason")
+    list_filter = ("kind", "outcome", "stage")
+    search_fields = ("username", "address", "definition")
     date_hierarchy = "when"
-    fields = ("when", "username", "user", "address", "user_agent", "stage", "outcome", "reason")
+    fields = ("when", "kind", "definition", "username", "user", "address", "user_agent", "stage", "outcome",
+              "reason")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -1,32 +1,79 @@
-"""One DRF authentication class per security definition type.
+"""One DRF authentication class per security definition type, behind the brute-force limits.
 
 They keep DRF's contract: ``authenticate()`` returns ``None`` when the request carries no
 credentials of this kind, raises ``AuthenticationFailed`` when it carries wrong ones, and
 returns ``(identity, definition_name)`` on success; ``authenticate_header()`` gives the
 ``WWW-Authenticate`` challenge for the 401. Each instance is built once per snapshot from
 a definition's row (``from_definition``), so authenticating makes no queries.
+
+``DefinitionAuthentication.authenticate`` wraps each type's own ``check`` in the limits of
+``accounts.limits``: a key blocked after too many failures is refused (429) before any check,
+wrong credentials are counted, and a success is refused all the same if its key is blocked.
+
+**Verified credentials are remembered.** Passwords are stored with a slow hash (~0.3-0.5 s;
+``accounts.crypto``). Each process remembers the credentials it has verified, keyed by a MAC
+(keyed BLAKE2b) with a random key of its own (made at start and again in every forked child,
+never stored) over the stored hash, the username and the password: never the plaintext. A
+changed password changes the stored hash, so its entries never match again; a deactivated
+definition is checked on every call. A remembered credential costs one MAC instead of a slow hash.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import logging
-import threading
-import time
+import os
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from django.contrib.auth import get_user_model
+from django.apps import apps
 from django.core.exceptions import RequestDataTooBig
-from rest_framework.authentication import BaseAuthentication, BasicAuthentication, get_authorization_header
+from django.db import DatabaseError
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from accounts import crypto, tokens
+from accounts import crypto, limits, tokens
+from accounts.throttle import client_address
+from integration import snapshot
 from integration.errors import PayloadTooLarge, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
+
+Kind = limits.Kind
+Stage = limits.Stage
+CHANNEL = Kind.CHANNEL.value  # a plain str: read on every request, where enum attribute access costs
+
+_MAX_REMEMBERED = 10_000
+_process_key = secrets.token_bytes(32)
+_verified: set[bytes] = set()
+_upgraded: set[str] = set()
+
+
+def _new_process_key() -> None:
+    """A forked worker gets a key of its own, and forgets what its parent had verified."""
+    global _process_key
+    _process_key = secrets.token_bytes(32)
+    _verified.clear()
+
+
+os.register_at_fork(after_in_child=_new_process_key)
+
+
+def _fingerprint(stored: str, *parts: str) -> bytes:
+    """A MAC naming one verified credential; each part length-prefixed, so parts cannot run together.
+
+    Keyed BLAKE2b is a MAC in its own right and costs less than half of an HMAC-SHA256; this
+    runs on every request.
+    """
+    chunks = [stored.encode()]
+    for part in parts:
+        raw = part.encode("utf-8", "surrogatepass")
+        chunks += (len(raw).to_bytes(4, "big"), raw)
+    return hashlib.blake2b(b"".join(chunks), key=_process_key, digest_size=32).digest()
 
 
 @dataclass(frozen=True)
@@ -43,11 +90,22 @@ class CallerIdentity:
     response_headers: dict[str, str] = field(default_factory=dict)
 
 
+class CredentialsRefused(AuthenticationFailed):
+    """Wrong credentials: ``reason`` is for the log and audit list; ``counts`` towards the limits or not."""
+
+    def __init__(self, detail: str, *, reason: str, counts: bool = True, username: str = "") -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.counts = counts
+        self.username = username
+
+
 class DefinitionAuthentication(BaseAuthentication):
     """Base of the per-type classes; ``sec_type`` names the type, ``model`` its definition model."""
 
     sec_type: ClassVar[str]
     model: ClassVar[str]  # "app_label.ModelName"
+    stage: ClassVar[str] = Stage.PASSWORD.value  # what the audit list calls the check
 
     def __init__(self, name: str, is_active: bool) -> None:
         self.name = name
@@ -57,11 +115,72 @@ class DefinitionAuthentication(BaseAuthentication):
     def from_definition(cls, definition: Any) -> DefinitionAuthentication:
         raise NotImplementedError
 
-    def fail(self, reason_for_log: str, request: Any, message: str = "Unauthorized") -> AuthenticationFailed:
-        """A 401 whose body says little; the precise reason goes to the log under the CID."""
+    def authenticate(self, request: Any) -> tuple[CallerIdentity, str] | None:
+        """DRF's contract, with the brute-force limits of ``accounts.limits`` around the type's ``check``."""
+        attempt = limits.Attempt(CHANNEL, self.name, client_address(request), request, stage=self.stage)
+        attempt.refuse_if_blocked()
+        try:
+            result = self.check(request, attempt)
+        except CredentialsRefused as exc:
+            if exc.counts:
+                attempt.failed(exc.reason, username=exc.username)
+            raise
+        if result is not None:
+            attempt.passed()
+        return result
+
+    def check(self, request: Any, attempt: limits.Attempt) -> tuple[CallerIdentity, str] | None:
+        """The type's own check (DRF's contract); ``attempt.before_slow_check()`` before anything slow."""
+        raise NotImplementedError
+
+    def fail(self, reason_for_log: str, request: Any, message: str = "Unauthorized", *, counts: bool = True,
+             username: str = "") -> CredentialsRefused:
+        """A 401 whose body says little; the precise reason goes to the log under the CID.
+
+        ``counts=False`` for refusals that are not guesses (an inactive definition, an expired
+        JWT session): they do not count towards the brute-force limits.
+        """
         cid = getattr(request, "cid", "-")
         logger.warning("[%s] Security definition `%s` rejected the caller: %s", cid, self.name, reason_for_log)
-        return AuthenticationFailed(message)
+        return CredentialsRefused(message, reason=reason_for_log, counts=counts, username=username)
+
+    def password_matches(self, attempt: limits.Attempt, stored: str, password: str, *, username: str = "",
+                         remember: bool = True) -> bool:
+        """Check ``password`` against ``stored`` (a slow hash), unless this process has verified it already.
+
+        ``remember=False`` when the check as a whole fails anyway (a wrong username), so that only
+        credentials that passed are ever remembered.
+        """
+        fingerprint = _fingerprint(stored, username, password)
+        if fingerprint in _verified:
+            return True
+        attempt.before_slow_check()
+        result = crypto.check_password(password, stored)
+        if result.ok and remember:
+            if len(_verified) >= _MAX_REMEMBERED:
+                _verified.clear()
+            _verified.add(fingerprint)
+        if result.ok and result.upgrade:
+            self.store_upgrade("password_hash", stored, crypto.hash_password(password))
+        return result.ok
+
+    def store_upgrade(self, field_name: str, stored: str, new: str) -> None:
+        """Replace an old-format hash after a successful check; every process then reloads the definition.
+
+        The UPDATE only applies while the row still holds ``stored``, so a password changed meanwhile
+        is never overwritten, and racing processes upgrade it once.
+        """
+        if stored in _upgraded:
+            return
+        _upgraded.add(stored)
+        try:
+            updated = apps.get_model(self.model).objects.filter(name=self.name, **{field_name: stored}).update(
+                **{field_name: new})
+            if updated:
+                logger.info("Security definition `%s`: stored hash upgraded to the current format", self.name)
+                snapshot.changed()
+        except DatabaseError:
+            logger.exception("Security definition `%s`: the upgraded hash could not be stored", self.name)
 
 
 class BasicAuthDefinitionAuthentication(DefinitionAuthentication):
@@ -81,31 +200,47 @@ class BasicAuthDefinitionAuthentication(DefinitionAuthentication):
         return cls(definition.name, definition.is_active, definition.username, definition.password_hash,
                    definition.realm)
 
-    def authenticate(self, request: Any) -> tuple[CallerIdentity, str] | None:
-        # Read the one header directly: DRF's helper builds request.headers from the whole environ.
-        header = request.META.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace").split()
-        if not header or header[0].lower() != b"basic":
+    def check(self, request: Any, attempt: limits.Attempt) -> tuple[CallerIdentity, str] | None:
+        credentials = parse_basic(request.META.get("HTTP_AUTHORIZATION", ""))
+        if credentials is None:
             return None
-        if len(header) != 2:
-            raise self.fail("malformed Authorization header", request)
-        try:
-            decoded = base64.b64decode(header[1], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise self.fail("Authorization header is not valid base64 UTF-8", request) from None
-        username, sep, password = decoded.partition(":")
-        if not sep:
-            raise self.fail("no ':' between username and password", request)
+        if isinstance(credentials, str):
+            raise self.fail(credentials, request, counts=False)  # no password was checked: not a guess
+        username, password = credentials
         # Both comparisons always run, so timing does not tell which one failed.
         user_ok = hmac.compare_digest(username.encode(), self.username.encode())
-        password_ok = crypto.verify_secret(password, self.password_hash)
+        password_ok = self.password_matches(attempt, self.password_hash, password, username=username,
+                                            remember=user_ok)
         if not (user_ok and password_ok):
-            raise self.fail(f"invalid username or password (username given: {username!r})", request)
+            raise self.fail(f"invalid username or password (username given: {_shown(username)!r})", request,
+                            username=username)
         if not self.is_active:
-            raise self.fail("the definition is inactive", request)
+            raise self.fail("the definition is inactive", request, counts=False, username=username)
         return CallerIdentity(username, self.name, self.sec_type), self.name
 
     def authenticate_header(self, request: Any) -> str:
         return f'Basic realm="{self.realm}"'
+
+
+def parse_basic(header: str) -> tuple[str, str] | str | None:
+    """An ``Authorization`` header as WSGI hands it over: (username, password), a reason it is bad, or None.
+
+    None means "not Basic" (another scheme, or no header). Usernames and passwords are UTF-8; the
+    password may contain ':' (only the first one separates).
+    """
+    parts = header.encode("latin-1", "replace").split()
+    if not parts or parts[0].lower() != b"basic":
+        return None
+    if len(parts) != 2:
+        return "malformed Authorization header"
+    try:
+        decoded = base64.b64decode(parts[1], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return "Authorization header is not valid base64 UTF-8"
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        return "no ':' between username and password"
+    return username, password
 
 
 def header_text(meta: Any, key: str) -> str | None:
@@ -146,31 +281,36 @@ class TechAccountAuthentication(DefinitionAuthentication):
     def from_definition(cls, definition: Any) -> TechAccountAuthentication:
         return cls(definition.name, definition.is_active, definition.password_hash)
 
-    def authenticate(self, request: Any) -> tuple[CallerIdentity, str]:
+    def check(self, request: Any, attempt: limits.Attempt) -> tuple[CallerIdentity, str]:
         meta = request.META
         try:
             username = header_text(meta, "HTTP_X_ZATO_USER")
             password = header_text(meta, "HTTP_X_ZATO_PASSWORD")
         except (UnicodeDecodeError, ValueError):
-            raise self._reject(request, "A header is not valid UTF-8 text", meta.get("HTTP_X_ZATO_USER")) from None
+            raise self._reject(request, "A header is not valid UTF-8 text", meta.get("HTTP_X_ZATO_USER"),
+                               counts=False) from None
+        # Malformed or missing headers check no password: they are refused, but are not guesses.
         if not username:
-            raise self._reject(request, "The header X-Zato-User is missing or empty", username)
+            raise self._reject(request, "The header X-Zato-User is missing or empty", username, counts=False)
         if password is None:
-            raise self._reject(request, "The header X-Zato-Password is missing", username)
+            raise self._reject(request, "The header X-Zato-Password is missing", username, counts=False)
         # Both checks always run, so timing does not tell which one failed.
         user_ok = hmac.compare_digest(username.encode(), self.name.encode())
-        password_ok = crypto.verify_secret(password, self.password_hash)
+        password_ok = self.password_matches(attempt, self.password_hash, password, username=username,
+                                            remember=user_ok)
         if not user_ok:
             raise self._reject(request, "The username is incorrect", username)
         if not password_ok:
             raise self._reject(request, "The password is incorrect", username)
         if not self.is_active:
-            raise self._reject(request, "The definition is inactive", username)
+            raise self._reject(request, "The definition is inactive", username, counts=False)
         return CallerIdentity(username, self.name, self.sec_type), self.name
 
-    def _reject(self, request: Any, reason: str, username: str | None) -> AuthenticationFailed:
+    def _reject(self, request: Any, reason: str, username: str | None, *,
+                counts: bool = True) -> CredentialsRefused:
         where = f"URI:[{_shown(request.path_info, 500)}], X_ZATO_USER:[{_shown(username)}]"
-        return self.fail(f"{reason}, {where}", request, f"The username or password is incorrect, {where}")
+        return self.fail(f"{reason}, {where}", request, f"The username or password is incorrect, {where}",
+                         counts=counts, username=_shown(username))
 
     def authenticate_header(self, request: Any) -> str:
         return "zato-tech-acc"
@@ -179,11 +319,14 @@ class TechAccountAuthentication(DefinitionAuthentication):
 class ApiKeyAuthentication(DefinitionAuthentication):
     """An API key in a header (``X-API-Key`` unless the definition names another).
 
-    The stored prefix and keyed hash are both compared in constant time, always both.
+    The stored prefix and keyed hash are both compared in constant time, always both. A key
+    random enough not to be guessed needs no slow hash; a hash made with an older key of
+    ``HMAC_KEYS`` is rewritten with the newest on its next successful use.
     """
 
     sec_type = "apikey"
     model = "accounts.ApiKey"
+    stage = Stage.KEY.value
 
     def __init__(self, name: str, is_active: bool, header: str, key_prefix: str, key_hash: str) -> None:
         super().__init__(name, is_active)
@@ -191,23 +334,27 @@ class ApiKeyAuthentication(DefinitionAuthentication):
         self.environ_key = "HTTP_" + header.upper().replace("-", "_")
         self.key_prefix = key_prefix.encode()
         self.key_hash = key_hash
+        self.key_matches = crypto.secret_checker(key_hash)  # resolved once per snapshot
+        self.rehash = crypto.needs_rehash(key_hash)  # made with an older key: rewrite on the next success
 
     @classmethod
     def from_definition(cls, definition: Any) -> ApiKeyAuthentication:
         return cls(definition.name, definition.is_active, definition.header, definition.key_prefix,
                    definition.key_hash)
 
-    def authenticate(self, request: Any) -> tuple[CallerIdentity, str] | None:
+    def check(self, request: Any, attempt: limits.Attempt) -> tuple[CallerIdentity, str] | None:
         value = request.META.get(self.environ_key)
         if not value:
             return None
         key = value.strip().encode("latin-1", "replace")
         prefix_ok = hmac.compare_digest(key[: len(self.key_prefix)], self.key_prefix)
-        key_ok = crypto.verify_secret(key, self.key_hash)
+        key_ok = self.key_matches(key)
         if not (prefix_ok and key_ok):
             raise self.fail(f"invalid key in {self.header} (prefix given: {_shown(value[:4])!r}...)", request)
         if not self.is_active:
-            raise self.fail("the definition is inactive", request)
+            raise self.fail("the definition is inactive", request, counts=False)
+        if self.rehash:
+            self.store_upgrade("key_hash", self.key_hash, crypto.hash_secret(key))
         return CallerIdentity(self.name, self.name, self.sec_type), self.name
 
     def authenticate_header(self, request: Any) -> str:
@@ -223,6 +370,7 @@ class JWTAuthentication(DefinitionAuthentication):
 
     sec_type = "jwt"
     model = "accounts.JWTDefinition"
+    stage = Stage.KEY.value
 
     def __init__(self, name: str, is_active: bool, definition_id: int, username: str, password_hash: str,
                  ttl: int) -> None:
@@ -237,33 +385,37 @@ class JWTAuthentication(DefinitionAuthentication):
         return cls(definition.name, definition.is_active, definition.pk, definition.username,
                    definition.password_hash, definition.ttl)
 
-    def authenticate(self, request: Any) -> tuple[CallerIdentity, str] | None:
+    def check(self, request: Any, attempt: limits.Attempt) -> tuple[CallerIdentity, str] | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise self.fail("the Authorization header is not `Bearer <token>`", request)
+            # Not a token at all (a browser may attach Basic credentials it has cached): not a guess.
+            raise self.fail("the Authorization header is not `Bearer <token>`", request, counts=False)
         try:
             claims = tokens.open_token(token.strip())
         except tokens.InvalidToken as exc:
             raise self.fail(f"the token {exc}", request) from None
         if claims.definition_id != self.definition_id or claims.username != self.username:
             raise self.fail(f"the token was issued for another definition (user {_shown(claims.username)!r})",
-                            request)
+                            request, username=_shown(claims.username))
         if not self.is_active:
-            raise self.fail("the definition is inactive", request)
+            raise self.fail("the definition is inactive", request, counts=False, username=self.username)
         try:
             live = tokens.use(claims.sid, self.ttl)
         except tokens.SessionStoreUnavailable as exc:
             logger.error("[%s] JWT session store unavailable: %s", getattr(request, "cid", "-"), exc)
             raise ServiceUnavailable("Tokens cannot be checked right now; try again later") from None
         if not live:
-            raise self.fail("the token has expired or was revoked (logged out)", request)
+            # A token of ours that has run its course is no guess: it does not count towards the limits.
+            raise self.fail("the token has expired or was revoked (logged out)", request, counts=False,
+                            username=self.username)
         return CallerIdentity(self.username, self.name, self.sec_type), self.name
 
-    def check_password(self, password: str) -> bool:
-        return crypto.verify_secret(password, self.password_hash)
+    def check_password(self, password: str, attempt: limits.Attempt) -> bool:
+        """The definition's password, for /zato/jwt/log-in (remembered once verified, like Basic Auth's)."""
+        return self.password_matches(attempt, self.password_hash, password, username=self.username)
 
     def authenticate_header(self, request: Any) -> str:
         return "Bearer"
@@ -289,12 +441,13 @@ class VaultAuthentication(DefinitionAuthentication):
 
         return cls(definition.name, definition.is_active, VaultGate.from_definition(definition))
 
-    def authenticate(self, request: Any) -> tuple[CallerIdentity, str]:
+    def check(self, request: Any, attempt: limits.Attempt) -> tuple[CallerIdentity, str]:
         from connections.vault import VaultDenied, VaultUnavailable
 
         cid = getattr(request, "cid", "-")
         if not self.is_active:
-            raise self.fail("the definition is inactive", request, self.message)
+            raise self.fail("the definition is inactive", request, self.message, counts=False)
+        attempt.before_slow_check()  # a Vault call may follow: a blocked caller never gets that far
         try:
             login = self.gate.login(request.META, lambda: request.body, cid)
         except RequestDataTooBig:
@@ -305,7 +458,7 @@ class VaultAuthentication(DefinitionAuthentication):
             logger.error("[%s] Vault for `%s` is unavailable: %s", cid, self.name, exc)
             raise ServiceUnavailable("The security backend cannot be reached; try again later") from None
         if login is None:
-            raise self.fail("no Vault credentials in the request", request, self.message)
+            raise self.fail("no Vault credentials in the request", request, self.message, counts=False)
         headers = {"X-Zato-Vault-Token": login.client_token}
         if login.lease_duration is not None:
             headers["X-Zato-Vault-Token-Lease-Duration"] = str(login.lease_duration)
@@ -315,39 +468,3 @@ class VaultAuthentication(DefinitionAuthentication):
         return "zato-vault"
 
 
-class AdminBasicAuthentication(BasicAuthentication):
-    """HTTP Basic for the management API, with verified credentials remembered for a while.
-
-    Django's password check (PBKDF2, ~0.3 s by design) on every call makes scripted use of
-    the API crawl. A successful check is remembered under an HMAC of username and password
-    (never the password itself) for ``TTL`` seconds, next to the user's stored password
-    hash, so a changed password, a deactivated user or a different password all miss the
-    cache and go through the full check again.
-    """
-
-    TTL = 300.0
-    MAX_ENTRIES = 10_000
-    _cache: ClassVar[dict[str, tuple[int, str, float]]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def authenticate(self, request: Any) -> tuple[Any, None] | None:
-        header = get_authorization_header(request).split()
-        if not header or header[0].lower() != b"basic" or len(header) != 2:
-            return super().authenticate(request)
-        key = hmac.new(_cache_key(), header[1], "sha256").hexdigest()
-        cached = self._cache.get(key)
-        if cached is not None and cached[2] > time.monotonic():
-            user = get_user_model().objects.filter(pk=cached[0]).first()
-            if user is not None and user.is_active and hmac.compare_digest(user.password, cached[1]):
-                return user, None
-        result = super().authenticate(request)
-        if result is not None:
-            with self._lock:
-                if len(self._cache) >= self.MAX_ENTRIES:
-                    self._cache.clear()
-                self._cache[key] = (result[0].pk, result[0].password, time.monotonic() + self.TTL)
-        return result
-
-
-def _cache_key() -> bytes:
-    return crypto.derived_key("admin-basic-cache")

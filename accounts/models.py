@@ -12,7 +12,8 @@ Admin logins have their models at the end: ``TOTPDevice`` (the second factor) an
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -74,26 +75,29 @@ class SecurityDefinition(models.Model):
 
 
 class PasswordMixin:
-    """Verify-only passwords: a keyed hash, and a random one nobody knows until an admin sets one."""
+    """Verify-only passwords: a salted, slow hash (``accounts.crypto``); unusable until an admin sets one."""
 
     password_hash: str
 
     def set_password(self, password: str) -> None:
-        self.password_hash = crypto.hash_secret(password)
+        self.password_hash = crypto.hash_password(password)
 
     def ensure_password(self) -> None:
         if not self.password_hash:
-            # Zato's rule: a definition starts with a random password nobody knows.
-            self.set_password(crypto.random_secret())
+            # Zato's rule: a definition starts with a password nobody knows.
+            self.password_hash = crypto.unusable_password()
+
+
+SLOW_HASH_HELP = (
+    "A salted, slow hash of the password (Django's PASSWORD_HASHERS); the password itself is never stored."
+)
 
 
 class BasicAuth(PasswordMixin, SecurityDefinition):
     """HTTP Basic Auth: callers send a username and password in the Authorization header."""
 
     username = models.CharField(max_length=200, help_text="The username callers send.")
-    password_hash = models.CharField(
-        max_length=200, editable=False, help_text="A keyed hash of the password; the password itself is never stored."
-    )
+    password_hash = models.CharField(max_length=200, editable=False, help_text=SLOW_HASH_HELP)
     realm = models.CharField(
         max_length=200, default="Switchboard", help_text="Shown by browsers in the login prompt (WWW-Authenticate)."
     )
@@ -110,9 +114,7 @@ class BasicAuth(PasswordMixin, SecurityDefinition):
 class TechAccount(PasswordMixin, SecurityDefinition):
     """A technical account: the name is the username; callers send X-Zato-User and X-Zato-Password."""
 
-    password_hash = models.CharField(
-        max_length=200, editable=False, help_text="A keyed hash of the password; the password itself is never stored."
-    )
+    password_hash = models.CharField(max_length=200, editable=False, help_text=SLOW_HASH_HELP)
 
     class Meta:
         verbose_name = "technical account"
@@ -138,7 +140,8 @@ class ApiKey(SecurityDefinition):
     key_prefix = models.CharField(max_length=API_KEY_PREFIX_LENGTH, editable=False, db_index=True,
                                   help_text="The key's first characters, to tell keys apart; not a secret.")
     key_hash = models.CharField(
-        max_length=200, editable=False, help_text="A keyed hash of the key; the key itself is never stored."
+        max_length=200, editable=False,
+        help_text="A keyed hash of the key, naming the HMAC_KEYS key it was made with; the key itself is never stored.",
     )
 
     class Meta:
@@ -175,9 +178,7 @@ class JWTDefinition(PasswordMixin, SecurityDefinition):
 
     username = models.CharField(max_length=200, unique=True,
                                 help_text="What applications send to /zato/jwt/log-in; unique among JWT definitions.")
-    password_hash = models.CharField(
-        max_length=200, editable=False, help_text="A keyed hash of the password; the password itself is never stored."
-    )
+    password_hash = models.CharField(max_length=200, editable=False, help_text=SLOW_HASH_HELP)
     ttl = models.PositiveIntegerField(
         default=3600, validators=[MinValueValidator(1)],
         help_text="Seconds a token stays valid after its last use (sliding expiry).",
@@ -297,15 +298,26 @@ class TOTPDevice(Device):
 
 
 class LoginAttempt(models.Model):
-    """One admin log-in attempt: the audit list, and what throttling counts (``accounts.throttle``).
+    """One credential check worth auditing: the admin's **Login attempts** list.
 
-    Rows are written for every attempt, successful, failed or refused by throttling, at the step
-    where it ended. The reason says exactly why, even when the login page deliberately does not.
+    Admin log-ins (``kind`` admin) are recorded at every attempt, successful, failed or refused by
+    throttling, at the step where they ended, and ``accounts.throttle`` counts them. Management API
+    log-ins with a password are recorded the same way (refusals only logged). Failed checks of
+    channel credentials, JWT log-ins and API tokens are recorded up to the failure limit of their
+    window (``accounts.limits``), so an attacker cannot grow the table without bound; every refusal
+    beyond it is logged instead. The reason says exactly why, even when the caller was not told.
     """
+
+    class Kind(models.TextChoices):
+        ADMIN = "admin", "Admin login"
+        API = "api", "Management API"
+        CHANNEL = "channel", "Channel"
+        JWT_LOGIN = "jwt", "JWT log-in"
 
     class Stage(models.TextChoices):
         PASSWORD = "password", "Password"
         TOTP = "totp", "TOTP code"
+        KEY = "key", "Key or token"
 
     class Outcome(models.TextChoices):
         SUCCESS = "success", "Success"
@@ -315,11 +327,23 @@ class LoginAttempt(models.Model):
     USERNAME_LENGTH = 150
     ADDRESS_LENGTH = 64
     USER_AGENT_LENGTH = 300
+    DEFINITION_LENGTH = 200
+    REASON_LENGTH = 100
 
     when = models.DateTimeField(default=timezone.now, db_index=True, help_text="When the attempt was made.")
+    kind = models.CharField(
+        max_length=16, choices=Kind.choices, default=Kind.ADMIN,
+        help_text="What was checked: the admin login form, the management API, a channel's security "
+                  "definition, or /zato/jwt/log-in.",
+    )
+    definition = models.CharField(
+        max_length=DEFINITION_LENGTH, blank=True,
+        help_text="The security definition checked (channels, JWT log-in), or what was asked for (API token, "
+                  "metrics); blank for admin logins.",
+    )
     username = models.CharField(
         max_length=USERNAME_LENGTH, blank=True,
-        help_text="The username as typed (cut to 150 characters); it may name no account.",
+        help_text="The username as typed or sent (cut to 150 characters); it may name no account.",
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
@@ -331,30 +355,134 @@ class LoginAttempt(models.Model):
                   "TRUST_X_FORWARDED_FOR is on).",
     )
     user_agent = models.CharField(
-        max_length=USER_AGENT_LENGTH, blank=True, help_text="The browser's User-Agent header (cut to 300 characters).",
+        max_length=USER_AGENT_LENGTH, blank=True, help_text="The client's User-Agent header (cut to 300 characters).",
     )
     stage = models.CharField(
         max_length=16, choices=Stage.choices,
-        help_text="How far the attempt got: the password check, or the TOTP code after a correct password.",
+        help_text="How far the attempt got: the password check, the TOTP code after a correct password, or a "
+                  "key or token check.",
     )
     outcome = models.CharField(
         max_length=16, choices=Outcome.choices,
         help_text="Throttled attempts were refused before any check, after too many failures.",
     )
     reason = models.CharField(
-        max_length=100, blank=True,
+        max_length=REASON_LENGTH, blank=True,
         help_text="Why it failed (wrong password, wrong code, replayed code, malformed code, "
-                  "no TOTP device, throttled); blank on success.",
+                  "no TOTP device, invalid key, throttled); blank on success.",
     )
 
     class Meta:
         verbose_name = "login attempt"
         ordering = ["-when"]
         indexes = [
-            # The throttle's queries: recent outcomes for one username, or for one address.
+            # The admin throttle's queries: recent outcomes for one username, or for one address.
             models.Index(fields=["username", "outcome", "when"], name="loginattempt_user_idx"),
             models.Index(fields=["address", "outcome", "when"], name="loginattempt_addr_idx"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_outcome_display()} login of {self.username!r} from {self.address}"
+        kind = self.get_kind_display().lower()
+        return f"{self.get_outcome_display()} {kind} of {self.username!r} from {self.address}"
+
+
+class CredentialFailures(models.Model):
+    """Failed credential checks of one (kind, definition or user, client address) in the current window.
+
+    The database store of ``accounts.limits`` (the embedded default, without REDIS_URL): one row per
+    key, counted by a single atomic upsert, deleted a while after its window ends.
+    """
+
+    key = models.CharField(max_length=64, primary_key=True, help_text="A hash of kind, definition and address.")
+    failures = models.PositiveIntegerField(default=0, help_text="Failures since the window began.")
+    window_ends = models.FloatField(db_index=True, help_text="Unix time the window (and any block) ends.")
+
+    class Meta:
+        verbose_name = "credential failure count"
+
+    def __str__(self) -> str:
+        return f"{self.failures} failures until {self.window_ends:.0f}"
+
+
+API_TOKEN_PREFIX = "sbt_"  # noqa: S105 (marks what a token is, as GitHub's ghp_ does)
+API_TOKEN_LOOKUP_LENGTH = 12  # "sbt_" and 8 random characters: shown in listings, not a secret
+API_TOKEN_DEFAULT_DAYS = 90  # a token's life unless its maker says otherwise (0 = never expires)
+API_TOKEN_MAX_DAYS = 3650
+
+
+class ApiToken(models.Model):
+    """A management API token: what scripts and automation send instead of a password.
+
+    A token acts as its user, with that user's permissions, or only reads when ``read_only``.
+    It is shown once, when made (``manage.py api_token create`` or the admin); only its first
+    characters (the lookup prefix, healthchecks/NetBox style) and a keyed hash are stored
+    (``accounts.crypto.hash_secret``). It stops working when it expires, when it is revoked,
+    or when its user is deactivated or loses staff status.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens",
+        help_text="The token acts as this user, with this user's permissions.",
+    )
+    name = models.CharField(max_length=100, blank=True, help_text="What the token is for (a script, a CI job).")
+    prefix = models.CharField(
+        max_length=API_TOKEN_LOOKUP_LENGTH, unique=True, editable=False,
+        help_text="The token's first characters, to find and tell tokens apart; not a secret.",
+    )
+    token_hash = models.CharField(
+        max_length=200, editable=False, help_text="A keyed hash of the token; the token itself is never stored.",
+    )
+    read_only = models.BooleanField(
+        default=False, help_text="A read-only token may only read: writes, deployments, invocations and job runs "
+                                 "are refused (403).",
+    )
+    created = models.DateTimeField(auto_now_add=True, help_text="When the token was made.")
+    expires = models.DateTimeField(null=True, blank=True, help_text="When the token stops working; empty: never.")
+    last_used = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When the token was last accepted (written at most once a minute per process).",
+    )
+    revoked = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the token was revoked; it no longer works.",
+    )
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        label = f" ({self.name})" if self.name else ""
+        return f"{self.prefix}...{label}"
+
+    @classmethod
+    def issue(cls, user: Any, *, name: str = "", days: int | None = None, read_only: bool = False) -> tuple[
+            ApiToken, str]:
+        """Make and save a token; returns (row, the token in clear: the only moment it exists)."""
+        row = cls(user=user, name=name, read_only=read_only,
+                  expires=timezone.now() + timedelta(days=days) if days else None)
+        token = row.new_token()
+        row.save()
+        return row, token
+
+    def new_token(self) -> str:
+        """Set a new random token's prefix and hash (not saved); returns the token in clear."""
+        token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.prefix = token[:API_TOKEN_LOOKUP_LENGTH]
+        self.token_hash = crypto.hash_secret(token)
+        return token
+
+    @property
+    def status(self) -> str:
+        if self.revoked is not None:
+            return "revoked"
+        if self.expires is not None and self.expires <= timezone.now():
+            return "expired"
+        return "active"
+
+    def revoke(self) -> bool:
+        """Revoke at once, in every process (each request reads the row); False if it already was."""
+        now = timezone.now()
+        if type(self).objects.filter(pk=self.pk, revoked__isnull=True).update(revoked=now) != 1:
+            return False
+        self.revoked = now
+        return True

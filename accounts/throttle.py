@@ -1,5 +1,10 @@
 """Throttling of admin log-ins, counted from the audit list (``LoginAttempt``).
 
+The same rules apply to management API log-ins with a user's password (HTTP Basic, when
+``MANAGE_API_BASIC_AUTH`` is on; ``accounts.api_auth``): both kinds of attempt check the same
+password, so they count together. Channel credentials, JWT log-ins and API tokens have their
+own limits (``accounts.limits``), which this module's ``client_address`` also serves.
+
 Short TOTP codes make rate limiting doubly important (the seed on TOTP); Zato leaves it to the
 load balancer, Switchboard does it itself. Failures are counted per username and per client
 address, from the database, so every process on every machine sees the same counts, the
@@ -43,6 +48,9 @@ IN_PROGRESS = "in progress"
 
 Stage = LoginAttempt.Stage
 Outcome = LoginAttempt.Outcome
+Kind = LoginAttempt.Kind
+# The attempts that check a user's own password, and so count against each other.
+PASSWORD_KINDS = (Kind.ADMIN, Kind.API)
 
 
 def clock() -> float:
@@ -68,10 +76,11 @@ def client_address(request: HttpRequest) -> str:
     return str(request.META.get("REMOTE_ADDR") or "")[: LoginAttempt.ADDRESS_LENGTH]
 
 
-def begin(request: HttpRequest, username: str) -> LoginAttempt:
+def begin(request: HttpRequest, username: str, kind: str = Kind.ADMIN) -> LoginAttempt:
     """Record an attempt as a failure in progress (see the module docstring for why first)."""
     return LoginAttempt.objects.create(
         when=now(),
+        kind=kind,
         username=username[: LoginAttempt.USERNAME_LENGTH],
         address=client_address(request),
         user_agent=str(request.META.get("HTTP_USER_AGENT", ""))[: LoginAttempt.USER_AGENT_LENGTH],
@@ -90,7 +99,7 @@ def finish(attempt: LoginAttempt, outcome: str, reason: str = "", *, stage: str 
     attempt.user = user
     attempt.save(update_fields=["outcome", "reason", "stage", "user"])
     if outcome != Outcome.SUCCESS:
-        logger.warning("Admin log-in %s for %r from %s at the %s step: %s",
+        logger.warning("%s %s for %r from %s at the %s step: %s", attempt.get_kind_display(),
                        outcome, attempt.username, attempt.address, attempt.stage, reason)
 
 
@@ -102,20 +111,27 @@ def user_named(username: str) -> Any:
 
 def wait_seconds(attempt: LoginAttempt) -> int:
     """Seconds before this attempt's username and address may try again; 0 = go ahead."""
-    at = attempt.when
+    return wait_for(attempt.username, attempt.address, attempt.when, attempt.pk)
+
+
+def wait_for(username: str, address: str, at: datetime | None = None, own_pk: int | None = None) -> int:
+    """Seconds before ``username`` and ``address`` may try their password again; 0 = go ahead."""
+    at = at or now()
     waits = [0.0]
-    if attempt.username:
-        waits.append(_wait(Q(username=attempt.username), at, attempt.pk))
-    if attempt.address:
-        waits.append(_wait(Q(address=attempt.address), at, attempt.pk))
+    if username:
+        waits.append(_wait(Q(username=username[: LoginAttempt.USERNAME_LENGTH]), at, own_pk))
+    if address:
+        waits.append(_wait(Q(address=address), at, own_pk))
     return math.ceil(max(waits))
 
 
-def _wait(key: Q, at: datetime, own_pk: int) -> float:
+def _wait(key: Q, at: datetime, own_pk: int | None) -> float:
     """The wait imposed by the recent attempts matching ``key`` (one username or one address)."""
     recent = LoginAttempt.objects.filter(
-        key, when__gt=at - WINDOW, outcome__in=[Outcome.SUCCESS, Outcome.FAILURE],
-    ).exclude(pk=own_pk)
+        key, kind__in=PASSWORD_KINDS, when__gt=at - WINDOW, outcome__in=[Outcome.SUCCESS, Outcome.FAILURE],
+    )
+    if own_pk is not None:
+        recent = recent.exclude(pk=own_pk)
     failed = recent.filter(outcome=Outcome.FAILURE)
     summary = recent.aggregate(
         failures=Count("pk", filter=Q(outcome=Outcome.FAILURE)),

@@ -5,6 +5,11 @@ Log-in takes ``{"username": ..., "password": ...}`` for a JWT definition and ans
 look). A failed log-in is a 401 that never says which half was wrong. Log-out revokes the
 ``Authorization: Bearer`` token it is given; logging out a token that is already gone
 succeeds, as in Zato. Both answer errors in the one error shape with ``X-Zato-CID``.
+
+Log-ins are held to the brute-force limits of ``accounts.limits``, per (JWT definition, client
+address); log-ins naming no definition share one count per address, so trying usernames
+does not buy more guesses. A blocked log-in is 429 with ``Retry-After``, before any password
+is hashed.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts import crypto, tokens
+from accounts import crypto, limits, tokens
 from accounts.services import find_jwt
 from integration import jsonio
 from integration.channels.rest import CID_HEADER, error_response
@@ -34,7 +39,7 @@ from integration.errors import (
 from integration.invoke import new_cid
 
 logger = logging.getLogger(__name__)
-_DUMMY_HASH = crypto.hash_secret("switchboard-no-such-user")
+NO_SUCH_DEFINITION = "?"  # the one limits key, per address, of log-ins naming no JWT definition
 # JWTDefinition.username's max_length: a longer name cannot belong to any definition.
 MAX_USERNAME_LENGTH = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -101,8 +106,15 @@ def jwt_log_in(request: HttpRequest, cid: str) -> HttpResponse:
     """Exchange a JWT definition's username and password for a token."""
     username, password = _credentials(request)
     authenticator = find_jwt(username=username)
-    # Check a hash even for unknown users, so timing does not reveal which usernames exist.
-    password_ok = crypto.verify_secret(password, authenticator.password_hash if authenticator else _DUMMY_HASH)
+    attempt = limits.Attempt.of(request, limits.Kind.JWT_LOGIN,
+                                authenticator.name if authenticator else NO_SUCH_DEFINITION, username=username)
+    attempt.refuse_if_blocked()
+    if authenticator is not None:
+        password_ok = authenticator.check_password(password, attempt)
+    else:
+        # Hash anyway (a stored value nothing matches), so timing does not reveal which usernames exist.
+        attempt.before_slow_check()
+        password_ok = crypto.check_password(password, "").ok
     reason = None
     if authenticator is None:
         reason = "no JWT definition has this username"
@@ -112,7 +124,10 @@ def jwt_log_in(request: HttpRequest, cid: str) -> HttpResponse:
         reason = f"definition `{authenticator.name}` is inactive"
     if reason is not None or authenticator is None:
         logger.warning("[%s] JWT log-in refused for %r: %s", cid, username[:100], reason)
+        if authenticator is None or not password_ok:  # an inactive definition's right password is no guess
+            attempt.failed(reason or "refused")
         raise Unauthorized("Invalid credentials", headers={"WWW-Authenticate": "Bearer"})
+    attempt.passed()
     token = tokens.issue(authenticator.definition_id, authenticator.username, authenticator.ttl)
     logger.info("[%s] JWT log-in of `%s` (definition `%s`)", cid, authenticator.username, authenticator.name)
     return _json_reply({"token": token}, cid, Authorization=token)

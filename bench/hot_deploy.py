@@ -12,11 +12,15 @@ such service" (a worker still on an older configuration) are polled again. A ser
 time is its first 200 after its last failure; the figure is the latest of those. The time
 at which the database holds all 100 modules is recorded too (the pickup watcher's part).
 
-Two runs, each on a fresh server with its own 100 files:
+Three runs, each on a fresh server with its own 100 files:
 
-* ``basic``: management API with HTTP Basic as a superuser (what the brief asks for);
+* ``token``: management API with an API token of a superuser (what scripts use in production;
+  made here as ``manage.py api_token create`` makes it);
+* ``basic``: HTTP Basic as a superuser (what the brief asks for), on a server started with
+  ``MANAGE_API_BASIC_AUTH=true`` as ``make run`` does (production refuses Basic);
 * ``session``: the same endpoint with a logged-in session (one login, then cookie + CSRF),
-  which keeps the cost of the API's authentication out of the figure. Each run measures and
+  on a server with ``ADMIN_REQUIRE_TOTP=false`` as ``make run`` (the login form would ask for a
+  TOTP code), which keeps the cost of the API's authentication out of the figure. Each run measures and
   prints what one invoke call costs with its authentication: when Basic costs far more (a
   full PBKDF2 password check per request, ~0.4-0.7 s on 2 cores, as before the management
   API cached verified credentials), the Basic figure measures the polling, not the deployment.
@@ -48,6 +52,9 @@ TIMEOUT = common.env_float("BENCH_HOT_TIMEOUT", 180.0)
 CLIENTS = common.env_int("BENCH_HOT_CLIENTS", 2)
 ADMIN, ADMIN_PASSWORD = "bench-admin", "bench-admin-password-1"
 BASIC = "Basic " + base64.b64encode(f"{ADMIN}:{ADMIN_PASSWORD}".encode()).decode()
+# What each run's server needs beyond the production defaults (see the module docstring).
+RUN_ENV = {"token": {}, "basic": {"MANAGE_API_BASIC_AUTH": "true"}, "session": {"ADMIN_REQUIRE_TOTP": "false"}}
+API_TOKEN: list[str] = []  # made by prepare()
 
 MODULE = '''"""Hot-deploy benchmark file {n} ({run})."""
 
@@ -68,7 +75,10 @@ def prepare() -> None:
     from django.contrib.auth import get_user_model
     from django.db import connections
 
-    get_user_model().objects.create_superuser(ADMIN, "bench@example.com", ADMIN_PASSWORD)
+    from accounts.models import ApiToken
+
+    admin = get_user_model().objects.create_superuser(ADMIN, "bench@example.com", ADMIN_PASSWORD)
+    API_TOKEN.append(ApiToken.issue(admin, name="hot_deploy benchmark", days=1)[1])
     connections.close_all()
 
 
@@ -79,11 +89,14 @@ def count_modules(run: str) -> int:
 
 
 class Auth:
-    """Headers for the management API: HTTP Basic, or a session logged in through the admin."""
+    """Headers for the management API: an API token, HTTP Basic, or a session logged in through the admin."""
 
     def __init__(self, mode: str, port: int) -> None:
         self.mode = mode
-        self.headers = {"Authorization": BASIC} if mode == "basic" else self._login(port)
+        if mode == "token":
+            self.headers = {"Authorization": f"Token {API_TOKEN[0]}"}
+        else:
+            self.headers = {"Authorization": BASIC} if mode == "basic" else self._login(port)
 
     @staticmethod
     def _login(port: int) -> dict[str, str]:
@@ -131,7 +144,7 @@ def invoke(port: int, auth: Auth, service: str) -> tuple[int, bytes]:
 def run_once(run: str) -> dict[str, float]:
     pickup = common.empty_dir(f"hot-{run}")
     port = common.free_port()
-    env = common.bench_env(PORT=str(port), WEB_WORKERS="2", PICKUP_DIR=str(pickup))
+    env = common.bench_env(PORT=str(port), WEB_WORKERS="2", PICKUP_DIR=str(pickup), **RUN_ENV[run])
     server = common.web(f"hot-deploy-{run}", "config.wsgi:application", env)
     services = [f"hot.{run}.ping-{n:03d}" for n in range(FILES)]
     try:
@@ -232,13 +245,13 @@ def run_once(run: str) -> dict[str, float]:
 
 
 def main() -> int:
-    modes = [m for m in os.environ.get("BENCH_HOT_MODES", "basic,session").split(",") if m]
+    modes = [m for m in os.environ.get("BENCH_HOT_MODES", "token,basic,session").split(",") if m]
     print(
         f"== hot deploy: {FILES} files dropped into the pickup dir of a running server (2 workers) until all "
         f"are invocable via POST /manage/api/v1/invoke/{{service}} =="
     )
     prepare()
-    for name in ("hot-deploy-basic", "hot-deploy-session"):
+    for name in ("hot-deploy-token", "hot-deploy-basic", "hot-deploy-session"):
         log = common.LOG_DIR / f"{name}.log"
         if log.exists():
             log.unlink()
@@ -247,7 +260,8 @@ def main() -> int:
     with common.stop_on_signals():
         for run in modes:
             results[run] = run_once(run)
-    labels = {"basic": "HTTP Basic (brief's method)", "session": "session cookie"}
+    labels = {"token": "API token (production)", "basic": "HTTP Basic (brief's method; make run only)",
+              "session": "session cookie"}
     rows = []
     for run, r in results.items():
         rows.append(

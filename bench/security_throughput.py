@@ -16,6 +16,14 @@ service (``bench.hello``), differ only in their security definition:
             this process, with the definition's result cache on (``cache_ttl``, default the
             model's 5 s; ``BENCH_VAULT_CACHE_TTL`` overrides).
 
+Every check runs as in production: Basic Auth, technical account and JWT passwords are stored
+with Django's PBKDF2 (~0.4 s a check), which each worker pays once per credential and then
+remembers (accounts/authentication.py); the brute-force limits (accounts/limits.py) are on,
+so a success also pays their local check and one read of the shared count (Redis) per caller
+per CREDENTIAL_RECHECK second. At the end, the limits are shown to hold: after
+CREDENTIAL_MAX_FAILURES wrong passwords on the Basic channel the right one gets 429, and a
+blocked caller hammering it is refused without any password hash (its rate is printed).
+
 Measured, interleaved at 16 and 64 connections (``BENCH_CONNECTIONS``; wrk threads =
 min(connections, 2)) for ``BENCH_SECONDS`` (10) per target, cut into ``BENCH_SLICES`` (5)
 slices taken round-robin across the six targets. Target (issue 3): every type keeps at
@@ -51,6 +59,7 @@ TECH_ACC, TECH_PASSWORD = "bench-tech-account", "bench-tech-password"
 JWT_USER, JWT_PASSWORD = "bench-jwt-user", "bench-jwt-password"
 VAULT_USER, VAULT_PASSWORD = "bench-vault-user", "bench-vault-password"
 WRONG = "not-the-password"
+MAX_FAILURES = 10  # CREDENTIAL_MAX_FAILURES given to the server
 
 # key, label, path; the headers come from credentials(), the JWT one only once the server runs.
 CHANNELS = [
@@ -167,6 +176,28 @@ def check(port: int, right: dict[str, dict[str, str]], wrong: dict[str, dict[str
                 raise SystemExit(f"{key}: GET {path} {what} answered {status} {body[:200]!r}, expected 401")
 
 
+def throttle_check(port: int, right: dict[str, dict[str, str]], wrong: dict[str, dict[str, str]]) -> str:
+    """Block the Basic channel for this address with wrong passwords; the right one must then get 429.
+
+    Returns the Retry-After the refusal carried. Run after the measurements: the block lasts the
+    window (CREDENTIAL_FAILURE_WINDOW) for every request from 127.0.0.1 to that definition.
+    """
+    # check() already sent one wrong password, which may or may not still be in the window.
+    refused = 0
+    for _ in range(MAX_FAILURES):
+        status, body, _ = common.request(port, "GET", "/st/basic", headers=wrong["basic"])
+        if status not in (401, 429):
+            raise SystemExit(f"basic: a wrong password answered {status} {body[:200]!r}, expected 401 or 429")
+        refused += status == 429
+    if refused > 1:
+        raise SystemExit(f"basic: {refused} wrong passwords refused with 429 before {MAX_FAILURES} had failed")
+    status, body, headers = common.request(port, "GET", "/st/basic", headers=right["basic"])
+    if status != 429 or "retry-after" not in headers or json.loads(body).get("cid") != headers.get("x-zato-cid"):
+        raise SystemExit(f"basic: after {MAX_FAILURES} wrong passwords the right one answered {status} "
+                         f"{body[:200]!r}, expected 429 with Retry-After and the CID")
+    return headers["retry-after"]
+
+
 def _redis_cpu() -> float:
     """CPU seconds used so far by redis-server processes on this machine (they serve the JWT sessions)."""
     return common.processes_cpu(lambda command, _pgrp: command.startswith("redis-server"))
@@ -194,6 +225,7 @@ def main() -> int:
             WEB_WORKERS="2",
             PICKUP_DIR=str(common.empty_dir("st-pickup")),
             DJANGO_SETTINGS_MODULE="bench.settings",
+            CREDENTIAL_MAX_FAILURES=str(MAX_FAILURES),
         )
         server = common.web("security-throughput", "bench.wsgi:application", env)
         print(common.wait_for_quiet())
@@ -230,6 +262,9 @@ def main() -> int:
                 foreign, available = account.foreign()
                 redis_used = _redis_cpu() - redis0
                 vault_calls = len(fake.calls())
+                retry_after = throttle_check(port, right, wrong)
+                # A blocked caller hammering the channel: every request refused before any password hash.
+                blocked = wrk(binary, port, "/st/basic", wrong["basic"], CONNECTIONS[0], slice_s)
             finally:
                 if token and server.alive():
                     jwt_log_out(port, token)
@@ -301,6 +336,12 @@ def main() -> int:
             else ""
         )
     )
+    print(
+        f"brute-force limits in place: after {MAX_FAILURES} wrong passwords the right one got 429 (Retry-After "
+        f"{retry_after} s); a blocked caller at {CONNECTIONS[0]} connections was refused at {blocked['rps']:,.0f} "
+        f"req/s ({blocked['rps'] / results['open', CONNECTIONS[0]]['rps']:.2f} of the open channel), no password "
+        f"hashed"
+    )
     worst_key, worst_c = min(ratios, key=ratios.get)
     reached = ratios[worst_key, worst_c] >= TARGET_RATIO and failures == 0
     print(
@@ -308,7 +349,7 @@ def main() -> int:
             "security_throughput",
             f"worst secured/open ratio {ratios[worst_key, worst_c]:.2f} ({worst_key} at {worst_c} conns; "
             f"target >= {TARGET_RATIO} for basic, tech_acc, apikey, jwt, vault; vault with its cache on, "
-            f"fake Vault on loopback)",
+            f"fake Vault on loopback; brute-force limits on, 429 after {MAX_FAILURES} failures)",
             reached,
         )
     )

@@ -213,11 +213,16 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- Management API ---------------------------------------------------------------------------------
+# Scripts authenticate with API tokens; browsers with an admin session that passed the TOTP step.
+# HTTP Basic with a user's password skips that step, so it is off unless asked for (`make run` turns
+# it on for local development); when on, it is throttled like the admin login (accounts/api_auth.py).
 
+MANAGE_API_BASIC_AUTH = env_bool("MANAGE_API_BASIC_AUTH", False)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.authentication.AdminBasicAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "accounts.api_auth.ApiTokenAuthentication",
+        "accounts.api_auth.VerifiedSessionAuthentication",
+        "accounts.api_auth.AdminBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["integration.permissions.IsPlatformAdmin"],
     "DEFAULT_PAGINATION_CLASS": "integration.pagination.Pagination",
@@ -263,6 +268,22 @@ MAX_REQUEST_BODY = env_int("MAX_REQUEST_BODY", 10 * 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY
 # Fernet keys for secrets at rest, newest first (MultiFernet: older keys still decrypt).
 FERNET_KEYS = env_list("FERNET_KEYS")  # empty: accounts.crypto derives one key from SECRET_KEY
+# Keys of the keyed hashes of API keys and API tokens, newest first (accounts/crypto.py). A hash names
+# the key that made it, so a new key goes in front and older hashes are rewritten on their next use;
+# after these comes one derived from SECRET_KEY (what every such hash was made with before).
+HMAC_KEYS = [key.strip() for key in env_secret("HMAC_KEYS").split(",") if key.strip()]
+if any(len(key) < 32 for key in HMAC_KEYS):
+    raise ImproperlyConfiguredEnv("HMAC_KEYS: every key must be at least 32 characters (e.g. openssl rand -hex 32)")
+# Brute-force limits on channel credentials, JWT log-ins, API tokens and /metrics (accounts/limits.py):
+# after CREDENTIAL_MAX_FAILURES failures per (definition or user, client address) within
+# CREDENTIAL_FAILURE_WINDOW seconds of the first, every attempt gets 429 until the window ends.
+CREDENTIAL_MAX_FAILURES = env_int("CREDENTIAL_MAX_FAILURES", 10, minimum=1)
+CREDENTIAL_FAILURE_WINDOW = env_int("CREDENTIAL_FAILURE_WINDOW", 300, minimum=1)
+# Seconds a process trusts that a caller it just let through is not blocked before asking the shared
+# count again (0: ask on every successful call).
+CREDENTIAL_RECHECK = env_float("CREDENTIAL_RECHECK", 1.0, minimum=0.0)
+# The bearer token Prometheus sends to /metrics; empty: only API tokens are accepted there.
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
 ADMIN_PASSWORD = env_secret("ADMIN_PASSWORD")
 # Every admin page needs a verified TOTP code as well as the password (`make run` turns it off).
 ADMIN_REQUIRE_TOTP = env_bool("ADMIN_REQUIRE_TOTP", True)

@@ -67,6 +67,13 @@ class UnsupportedMediaType(SwitchboardError):
     default_details = "Unsupported media type"
 
 
+class TooManyRequests(SwitchboardError):
+    """Refused before any check, after too many failures; ``Retry-After`` says for how long."""
+
+    status_code = 429
+    default_details = "Too many requests"
+
+
 class ServiceUnavailable(SwitchboardError):
     """A system the platform depends on (a Vault server, say) cannot be reached; nothing was let through."""
 

@@ -6,8 +6,10 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from accounts.api_auth import check_metrics_access
 from integration import snapshot
-from integration.errors import error_body
+from integration.channels.rest import error_response
+from integration.errors import SwitchboardError, error_body
 from integration.invoke import invoke, new_cid
 from integration.metrics import BOUNDS_MS, recorder
 
@@ -24,7 +26,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    """This process's invocation counters and latency histograms in Prometheus text format."""
+    """This process's invocation counters and latency histograms in Prometheus text format.
+
+    They name every service, so a scrape needs ``Authorization: Bearer <METRICS_TOKEN>`` or an
+    API token (``accounts.api_auth.check_metrics_access``); anything else is 401 in the one error shape.
+    """
+    try:
+        check_metrics_access(request)
+    except SwitchboardError as exc:
+        return error_response(exc, getattr(request, "cid", None) or new_cid())
     totals = sorted(recorder.totals().items())
     lines = [
         "# TYPE switchboard_invocations_total counter",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
@@ -59,10 +60,23 @@ def bob(db: None) -> Any:
 
 @pytest.fixture
 def api(alice: Any) -> APIClient:
-    """A management API client logged in as Alice with HTTP Basic."""
+    """A management API client authenticated as Alice with an API token (what scripts use)."""
+    return api_client_for(alice)
+
+
+def api_client_for(user: Any, **token_options: Any) -> APIClient:
+    """A management API client sending a new API token of ``user`` (``read_only=True`` for a read-only one)."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=basic_header("alice", ALICE_PASSWORD))
+    client.credentials(HTTP_AUTHORIZATION=token_header(user, **token_options))
     return client
+
+
+def token_header(user: Any, **token_options: Any) -> str:
+    """``Token <token>`` for a new API token of ``user``: the ``Authorization`` header scripts send."""
+    from accounts.models import ApiToken
+
+    _row, token = ApiToken.issue(user, name="tests", **token_options)
+    return f"Token {token}"
 
 
 @pytest.fixture
@@ -169,6 +183,40 @@ def basic_auth(db: None) -> Callable[..., BasicAuth]:
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    """Django's default PBKDF2 costs ~0.3 s per check; tests of Basic-authenticated API calls need none of it."""
+def _fast_password_hashing(request: pytest.FixtureRequest, settings: Any) -> None:
+    """Django's default PBKDF2 costs ~0.3 s per hash; most tests need none of it.
+
+    Passwords of users and security definitions are hashed with MD5 here, except in tests that start
+    server processes (their ``server_env*`` fixtures): those processes use the real settings, which
+    cannot read an MD5 hash, so what the test stores must be hashed as in production.
+    """
+    if any(name.startswith("server_env") for name in request.fixturenames):
+        return
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_credential_failures_from_other_tests() -> Any:
+    """Brute-force counts live in Redis, which test transactions do not roll back: each test starts at zero.
+
+    Only this database's keys are removed (``accounts.limits`` namespaces them by database), so
+    parallel test workers, each on its own database, do not clear each other's.
+    """
+    from accounts import limits
+
+    def clear() -> None:
+        limits.forget()
+        if hasattr(limits.store, "cache_clear"):  # not while a test has replaced it
+            limits.store.cache_clear()  # its namespace follows the database this test runs on
+        store = limits.store()
+        if isinstance(store, limits.RedisFailures):
+            try:
+                keys = list(store.client.scan_iter(match=store.prefix + "*", count=1000))
+                if keys:
+                    store.client.delete(*keys)
+            except redis.RedisError:
+                pass  # a test pointed REDIS_URL at nothing (its settings are restored after this): nothing stored
+
+    clear()
+    yield
+    clear()

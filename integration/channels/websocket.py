@@ -55,6 +55,9 @@ server answers the handshake with HTTP 403). After it:
 4029  flood: more than twice ``max_messages_per_second`` messages in one second
 4401  not authenticated: no credentials within ``new_token_wait_time``, or a request first
 4403  credentials refused: bad token, wrong password, inactive definition, wrong session token
+4429  throttled: too many failed credential checks for this definition from this address
+      (``CREDENTIAL_MAX_FAILURES`` within ``CREDENTIAL_FAILURE_WINDOW``); refused before any
+      check, right credentials included, until the window ends (``accounts.limits``)
 4440  session ended: the JWT expired or was logged out, or Zato's session token expired
 4503  a system the connection needs cannot be reached: the channel layer (Redis, or the
       embedded layer's file) while connecting or authenticating, so that the connection
@@ -141,6 +144,7 @@ from integration.errors import (
     ServiceNotFound,
     ServiceUnavailable,
     SwitchboardError,
+    TooManyRequests,
     error_body,
 )
 from integration.invoke import invoke_info, new_cid
@@ -158,13 +162,14 @@ TOO_BIG = 4009
 FLOOD = 4029
 AUTH_REQUIRED = 4401
 AUTH_FAILED = 4403
+THROTTLED = 4429
 SESSION_ENDED = 4440
 UNAVAILABLE = 4503
 
 # The status of the error message sent (in the connection's form) just before closing with a code.
 STATUS_FOR_CLOSE = {
     BAD_INPUT: 400, SERVER_ERROR: 500, CHANNEL_CLOSED: 410, DISCONNECTED: 410, IDLE: 408, TOO_BIG: 413,
-    FLOOD: 429, AUTH_REQUIRED: 401, AUTH_FAILED: 403, SESSION_ENDED: 401, UNAVAILABLE: 503,
+    FLOOD: 429, AUTH_REQUIRED: 401, AUTH_FAILED: 403, THROTTLED: 429, SESSION_ENDED: 401, UNAVAILABLE: 503,
 }
 
 TICK = 0.5  # seconds between the supervisor's checks of timers, configuration and the layer's epoch
@@ -299,6 +304,8 @@ def authenticate(channel: CompiledWebSocketChannel, meta: dict[str, str], path: 
         raise Refused(AUTH_FAILED, "Unauthorized") from None
     except ServiceUnavailable as exc:
         raise Refused(UNAVAILABLE, str(exc.details)[:100]) from None
+    except TooManyRequests as exc:
+        raise Refused(THROTTLED, str(exc.details)[:100]) from None
     except SwitchboardError as exc:
         raise Refused(AUTH_FAILED, str(exc.details)[:100]) from None
     if result is None:

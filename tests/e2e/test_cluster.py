@@ -9,12 +9,13 @@ time to rebuild its snapshot: well under the one second asserted here.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from tests.servers.client import basic_auth
+from tests.conftest import token_header
 from tests.servers.procs import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 ADMIN_PASSWORD = "e2e-admin-password-1"
 
 
-def create_admin_for_servers(username: str, password: str) -> None:
+def create_admin_for_servers(username: str, password: str) -> Any:
     """A superuser whose password the server processes can check.
 
     tests/conftest.py makes this process hash passwords with MD5 (fast), a hasher the
@@ -32,10 +33,11 @@ def create_admin_for_servers(username: str, password: str) -> None:
     user = get_user_model().objects.create_superuser(username, f"{username}@example.com", None)
     user.password = hasher.encode(password, hasher.salt())
     user.save(update_fields=["password"])
+    return user
 
 
 def test_a_channel_created_through_one_server_is_served_by_another_within_a_second(start_web, builtins):
-    create_admin_for_servers("e2e-admin", ADMIN_PASSWORD)
+    admin = create_admin_for_servers("e2e-admin", ADMIN_PASSWORD)
     server_a = start_web(workers=1)
     server_b = start_web(workers=1)
     assert server_a.pid != server_b.pid
@@ -47,7 +49,7 @@ def test_a_channel_created_through_one_server_is_served_by_another_within_a_seco
         "POST",
         "/manage/api/v1/channels/rest/",
         json={"name": "e2e cross-process", "url_path": "/e2e/cross", "method": "GET", "service": "demo.hello"},
-        headers=basic_auth("e2e-admin", ADMIN_PASSWORD),
+        headers={"Authorization": token_header(admin)},  # the management API takes API tokens
     )
     created_at = time.monotonic()
     assert reply.status == 201, reply.text

@@ -11,6 +11,7 @@ import pytest
 
 from accounts.models import BasicAuth, JWTDefinition, TechAccount
 from integration.models import DeployedService, RestChannel
+from tests.conftest import token_header
 from tests.e2e.test_cluster import ADMIN_PASSWORD, create_admin_for_servers
 from tests.servers.client import basic_auth
 from tests.servers.procs import wait_for
@@ -90,7 +91,7 @@ def _tech_account(name: str, password: str) -> TechAccount:
 
 def test_a_definition_swapped_through_one_server_is_enforced_by_another_within_a_second(start_web,
                                                                                        builtins) -> None:
-    create_admin_for_servers("e2e-admin", ADMIN_PASSWORD)
+    admin = create_admin_for_servers("e2e-admin", ADMIN_PASSWORD)
     basic = BasicAuth(name="partner-basic", username="partner")
     basic.set_password("basic-pw-1")
     basic.save()
@@ -104,7 +105,7 @@ def test_a_definition_swapped_through_one_server_is_enforced_by_another_within_a
     assert server_b.get("/e2e/swap", headers=tech_headers).status == 401
 
     reply = server_a.request("PATCH", f"/manage/api/v1/channels/rest/{channel.pk}/", json={"security": "partner-robot"},
-                             headers=basic_auth("e2e-admin", ADMIN_PASSWORD))
+                             headers={"Authorization": token_header(admin)})
     swapped_at = time.monotonic()
     assert reply.status == 200, reply.text
     wait_for(lambda: server_b.get("/e2e/swap", headers=tech_headers, timeout=2).status == 200, timeout=5,

@@ -284,6 +284,16 @@ def _login_attempts(count: int, start: int) -> None:
     )
 
 
+def _api_tokens(count: int, start: int) -> None:
+    from accounts.models import ApiToken
+
+    user, _ = get_user_model().objects.get_or_create(username="token-owner", defaults={"is_staff": True})
+    ApiToken.objects.bulk_create(
+        ApiToken(user=user, name=f"token-{i}", prefix=f"sbt_{i:08d}", token_hash="hmac-sha256$not-a-hash")
+        for i in range(start, start + count)
+    )
+
+
 def _totp_devices(count: int, start: int) -> None:
     from accounts.models import TOTPDevice
 
@@ -323,6 +333,7 @@ BUILDERS: dict[str, Callable[[int, int], None]] = {
     "integration.WebSocketChannel": _websocket_channels,
     "integration.WebSocketClient": _websocket_clients,
     "accounts.LoginAttempt": _login_attempts,
+    "accounts.ApiToken": _api_tokens,
     "accounts.TOTPDevice": _totp_devices,
     "scheduling.Job": _jobs,
     "integration.ServiceModule": _modules,

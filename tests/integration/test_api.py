@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from integration.models import RestChannel
-from tests.conftest import BOB_PASSWORD, basic_header
+from tests.conftest import api_client_for, verified_login
 
 pytestmark = pytest.mark.django_db
 API = "/manage/api/v1"
@@ -27,26 +27,23 @@ def assert_api_error(response, status: int) -> dict:
 
 def test_it_refuses_anonymous_callers_and_non_admins(bob) -> None:
     assert_api_error(APIClient().get(f"{API}/services/"), 401)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=basic_header("bob", BOB_PASSWORD))
-    assert_api_error(client.get(f"{API}/services/"), 403)
+    assert_api_error(api_client_for(bob).get(f"{API}/services/"), 403)
 
 
 def test_staff_with_model_permissions_may_do_what_they_allow(bob, builtins) -> None:
     from django.contrib.auth.models import Permission
 
     bob.user_permissions.add(Permission.objects.get(codename="view_restchannel"))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=basic_header("bob", BOB_PASSWORD))
+    client = api_client_for(bob)
     assert client.get(f"{API}/channels/rest/").status_code == 200
     data = {"name": "c", "url_path": "/api/c", "service": "demo.hello"}
     assert_api_error(client.post(f"{API}/channels/rest/", data, format="json"), 403)
     assert_api_error(client.post(f"{API}/invoke/demo.hello", {}, format="json"), 403)
 
 
-def test_session_login_works_too(alice, builtins) -> None:
-    client = APIClient()
-    client.force_login(alice)
+def test_a_totp_verified_session_works_too(alice, builtins, totp_device) -> None:
+    device, _key = totp_device(alice)
+    client = verified_login(APIClient(), alice, device)
     assert client.get(f"{API}/services/").status_code == 200
 
 

@@ -380,10 +380,11 @@ def test_rows_older_than_the_retention_are_pruned_once_an_hour(settings: Any) ->
 
 
 @pytest.mark.django_db
-def test_metrics_exposes_a_latency_histogram_per_service(client: Any, builtins: None) -> None:
+def test_metrics_exposes_a_latency_histogram_per_service(client: Any, builtins: None, settings: Any) -> None:
+    settings.METRICS_TOKEN = "scrape-token-for-the-tests"  # /metrics names every service: it needs a token
     invoke("demo.hello", {})
     invoke("demo.hello", {})
-    text = client.get("/metrics").content.decode()
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-for-the-tests").content.decode()
     assert 'switchboard_invocations_total{service="demo.hello"} 2' in text
     assert 'switchboard_invocation_duration_seconds_bucket{service="demo.hello",le="+Inf"} 2' in text
     assert 'switchboard_invocation_duration_seconds_count{service="demo.hello"} 2' in text

@@ -22,10 +22,11 @@ def test_zato_ping_answers_as_zato_does(client, builtins) -> None:
     assert body["zato_env"] == {"result": "ZATO_OK", "cid": response["X-Zato-CID"], "details": ""}
 
 
-def test_metrics_count_invocations_per_service(client, builtins, make_channel) -> None:
+def test_metrics_count_invocations_per_service(client, builtins, make_channel, settings) -> None:
+    settings.METRICS_TOKEN = "scrape-token-for-the-tests"  # /metrics names every service: it needs a token
     make_channel("/api/hello", "demo.hello")
     client.get("/api/hello")
-    text = client.get("/metrics").content.decode()
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-for-the-tests").content.decode()
     assert 'switchboard_invocations_total{service="demo.hello"}' in text
 
 

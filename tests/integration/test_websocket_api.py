@@ -11,12 +11,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from accounts.models import JWTDefinition
 from integration import push as pushes
 from integration.models import DeployedService, WebSocketChannel, WebSocketClient
-from tests.conftest import BOB_PASSWORD, basic_header
+from tests.conftest import api_client_for
 from tests.integration.layer_helpers import received_by_group, use_test_layer
 
 pytestmark = pytest.mark.django_db
@@ -186,8 +185,7 @@ def test_staff_need_the_channel_permissions(bob, builtins) -> None:
 
     channel = make_ws("orders", "/ws/orders")
     ann = connect_client(channel)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=basic_header("bob", BOB_PASSWORD))
+    client = api_client_for(bob)
     assert_api_error(client.get(f"{API}/"), 403)
     assert_api_error(client.get(f"{API}/{channel.pk}/clients/"), 403)
     bob.user_permissions.add(Permission.objects.get(codename="view_websocketchannel"))

@@ -107,15 +107,13 @@ def test_service_errors_are_400_with_the_field(builtins) -> None:
 
 def test_execute_needs_the_invoke_permission_not_add_job(builtins, bob) -> None:
     from django.contrib.auth.models import Permission
-    from rest_framework.test import APIClient
 
     from integration.models import DeployedService
     from scheduling import jobs
-    from tests.conftest import BOB_PASSWORD, basic_header
+    from tests.conftest import api_client_for
 
     job = jobs.save_job(Job(name="nightly", service=DeployedService.objects.get(name="demo.hello"),
                             job_type="interval_based", start_date=timezone.now() + timedelta(hours=1), hours=1))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=basic_header("bob", BOB_PASSWORD))
+    client = api_client_for(bob)
     bob.user_permissions.add(Permission.objects.get(codename="add_job"))
     assert client.post(f"{URL}{job.pk}/execute/").status_code == 403
