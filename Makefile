@@ -22,7 +22,7 @@ ADMIN_REQUIRE_TOTP ?= false
 # ... and lets scripts use the management API with a password (production: API tokens only).
 MANAGE_API_BASIC_AUTH ?= true
 
-.PHONY: help venv run test test-servers lint fmt bench clean
+.PHONY: help venv run test test-servers lint fmt bench bench-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -68,6 +68,7 @@ test: venv $(CHROMIUM) $(ZATO_STAMP) test-servers ## ruff, Django checks, migrat
 	$(TEST_ENV) $(PY) manage.py check
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(VENV)/bin/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
+	$(MAKE) --no-print-directory bench-smoke
 
 lint: venv ## ruff check
 	$(VENV)/bin/ruff check .
@@ -78,6 +79,9 @@ fmt: venv ## ruff format and import sorting
 
 bench: venv ## benchmarks: each prints ratios against a baseline measured in the same run
 	$(TEST_ENV) bash bench/run.sh
+
+bench-smoke: venv ## every benchmark with tiny sizes (bench/smoke.env): proves they run; part of `make test`
+	$(TEST_ENV) bash bench/run.sh --smoke
 
 clean: ## remove the virtualenv and local state (var/)
 	rm -rf $(VENV) var
