@@ -33,6 +33,7 @@ from typing import Any
 from celery import schedules
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Max
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
@@ -279,6 +280,35 @@ class JobScheduler(DatabaseScheduler):
             sys.stderr.write(message + "\n")
             raise SystemExit(2)
         JobScheduler._lock_holder = holder
+
+    def close(self) -> None:
+        """A beat that stops (Celery calls this on shutdown) writes its run counts, then gives its lock back."""
+        try:
+            super().close()
+        finally:
+            release_lock()
+
+
+def release_lock() -> None:
+    """Give back the single-beat lock this process holds, if any; the lock is free when this returns.
+
+    Unlocking explicitly matters: closing the holding connection alone frees the advisory lock
+    only once PostgreSQL's backend has noticed the disconnection, which on a loaded machine can
+    come after a beat started at once (a restart, the next test) has already been refused.
+    """
+    holder, JobScheduler._lock_holder = JobScheduler._lock_holder, None
+    if holder is None:
+        return
+    try:
+        if isinstance(holder, BaseDatabaseWrapper):
+            with holder.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_KEY])
+        else:
+            fcntl.flock(holder.fileno(), fcntl.LOCK_UN)
+    except (DatabaseError, InterfaceError, OSError) as exc:  # a lost connection has freed it already
+        logger.warning("Could not release the single-beat lock explicitly (%s); closing its connection", exc)
+    finally:
+        holder.close()
 
 
 def record_missed(job: Job, plan: plans.Plan, *, after: datetime | None, upto: datetime, reason: str) -> None:
