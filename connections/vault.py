@@ -20,11 +20,14 @@ vouch for them. Successful logins are remembered for ``cache_ttl`` seconds under
 of the credentials, never the credentials themselves; failures are never remembered.
 
 **The cache-hit path** is most of a busy channel's calls, so it is kept to reading the
-headers, one HMAC and one dict lookup. When an entry expires, the first caller with those
-credentials asks Vault and the others arriving meanwhile wait for its answer (at most the
-definition's ``timeout``) instead of each asking too: with dozens of threads per process,
-every expiry used to send a burst of identical logins. A waiter whose leader was refused,
-or failed, asks Vault itself: a failure is never handed on, as it is never cached.
+headers, one HMAC and one dict lookup: without a chooser, entries are keyed by the Vault
+headers as sent, which decide the credentials, so a hit skips reading and checking them
+(the values were checked when the entry was made; failures make none). When an entry
+expires, the first caller with those credentials asks Vault and the others arriving
+meanwhile wait for its answer (at most the definition's ``timeout``) instead of each
+asking too: with dozens of threads per process, every expiry used to send a burst of
+identical logins. A waiter whose leader was refused, or failed, asks Vault itself: a
+failure is never handed on, as it is never cached.
 
 Exception messages go to the server log: they say precisely what failed and never
 contain a token or a password.
@@ -247,15 +250,25 @@ class VaultGate:
             raise VaultDenied("the definition is inactive")
         if self.broken:
             raise VaultUnavailable(self.broken)
+        key = ""
+        if self.cache_ttl > 0 and not self.service_name:
+            # Without a chooser, the Vault headers as sent decide the credentials: a login remembered
+            # for these very values needs them read and checked again no more than Vault asked again.
+            key = self._cache_key(tuple(meta.get(header) for header in VAULT_HEADERS))
+            cached = self.cache.get(key, self.clock())
+            if cached is not None:
+                return cached
         credentials = self.credentials(meta, read_body, cid)
         if credentials is None:
             return None
         if self.cache_ttl <= 0:
             return self._ask_vault(credentials)
-        key = self._cache_key(credentials)
-        cached = self.cache.get(key, self.clock())
-        if cached is not None:
-            return cached
+        if self.service_name:  # the chooser's answer is the credentials
+            key = self._cache_key((credentials.method, credentials.mount_point, credentials.username,
+                                   credentials.secret))
+            cached = self.cache.get(key, self.clock())
+            if cached is not None:
+                return cached
         return self._ask_once(key, credentials)
 
     def _ask_once(self, key: str, credentials: Credentials) -> VaultLogin:
@@ -491,16 +504,16 @@ class VaultGate:
             policies=_policies(auth.get("policies")),
         )
 
-    def _cache_key(self, credentials: Credentials) -> str:
+    def _cache_key(self, parts: tuple[str | None, ...]) -> str:
         """HMAC-SHA256 of the credentials (with the definition's name), never the credentials themselves.
 
-        On every call, so cheap: the keyed state is made once per gate and copied, and the parts
-        are joined as the ``repr`` of their tuple, which quotes each one, so that parts cannot run
+        ``parts`` are the request's Vault header values as sent, or a chooser's credentials. On
+        every call, so cheap: the keyed state is made once per gate and copied, and the parts are
+        joined as the ``repr`` of their tuple, which quotes each one, so that parts cannot run
         together. (A JSON list and a new ``hmac.new`` on every call cost twice as much.)
         """
         mac = self._cache_mac.copy()
-        mac.update(repr((self.name, credentials.method, credentials.mount_point, credentials.username,
-                         credentials.secret)).encode("utf-8", "surrogatepass"))
+        mac.update(repr((self.name, *parts)).encode("utf-8", "surrogatepass"))
         return mac.hexdigest()
 
 

@@ -367,6 +367,19 @@ def test_a_login_is_never_remembered_past_its_vault_lease(gate, vault) -> None:
     assert len(vault.calls()) == 2
 
 
+def test_a_remembered_login_serves_only_the_very_same_vault_headers(gate, vault) -> None:
+    # Entries are keyed by the Vault headers as sent, so that a hit skips reading them again: any other
+    # value, even one that adds a header to remembered credentials, is read and checked afresh.
+    vault_gate = gate(cache_ttl=60, default_auth_method="username-password")
+    assert vault_gate.login(USERPASS, no_body, "c") is not None
+    with pytest.raises(VaultDenied, match="not a valid mount path"):
+        vault_gate.login({**USERPASS, MOUNT_H: "../sys"}, no_body, "c")
+    assert vault_gate.login({**USERPASS, TOKEN_H: CALLER_TOKEN}, no_body, "c") is not None  # read afresh
+    assert len(vault.calls()) == 2
+    assert vault_gate.login({USER_H: USERNAME, PASSWORD_H: PASSWORD}, no_body, "c") is not None
+    assert len(vault.calls()) == 2  # the very same values: remembered
+
+
 def test_the_cache_keys_are_keyed_hashes_and_the_cache_is_bounded(gate, vault, monkeypatch) -> None:
     from connections import vault as vault_module
 
