@@ -254,7 +254,7 @@ class VaultGate:
         if self.cache_ttl > 0 and not self.service_name:
             # Without a chooser, the Vault headers as sent decide the credentials: a login remembered
             # for these very values needs them read and checked again no more than Vault asked again.
-            key = self._cache_key(tuple(meta.get(header) for header in VAULT_HEADERS))
+            key = self._cache_key(tuple(map(meta.get, VAULT_HEADERS)))
             cached = self.cache.get(key, self.clock())
             if cached is not None:
                 return cached
