@@ -434,6 +434,9 @@ class VaultAuthentication(DefinitionAuthentication):
     def __init__(self, name: str, is_active: bool, gate: Any) -> None:
         super().__init__(name, is_active)
         self.gate = gate
+        # What each login the gate remembers makes of a call, built once per login rather than on every
+        # call: by id, with the login itself to check it is that very object (ids are reused once freed).
+        self._results: dict[int, tuple[Any, tuple[CallerIdentity, str]]] = {}
 
     @classmethod
     def from_definition(cls, definition: Any) -> VaultAuthentication:
@@ -459,10 +462,17 @@ class VaultAuthentication(DefinitionAuthentication):
             raise ServiceUnavailable("The security backend cannot be reached; try again later") from None
         if login is None:
             raise self.fail("no Vault credentials in the request", request, self.message, counts=False)
+        known = self._results.get(id(login))
+        if known is not None and known[0] is login:
+            return known[1]
         headers = {"X-Zato-Vault-Token": login.client_token}
         if login.lease_duration is not None:
             headers["X-Zato-Vault-Token-Lease-Duration"] = str(login.lease_duration)
-        return CallerIdentity(login.username, self.name, self.sec_type, response_headers=headers), self.name
+        result = CallerIdentity(login.username, self.name, self.sec_type, response_headers=headers), self.name
+        if len(self._results) >= _MAX_REMEMBERED:  # the logins of expired entries: start again
+            self._results.clear()
+        self._results[id(login)] = (login, result)
+        return result
 
     def authenticate_header(self, request: Any) -> str:
         return "zato-vault"

@@ -19,6 +19,16 @@ asked or gave no usable answer: 503). Nothing lets a caller through when Vault c
 vouch for them. Successful logins are remembered for ``cache_ttl`` seconds under an HMAC
 of the credentials, never the credentials themselves; failures are never remembered.
 
+**The cache-hit path** is most of a busy channel's calls, so it is kept to reading the
+headers, one HMAC and one dict lookup: without a chooser, entries are keyed by the Vault
+headers as sent, which decide the credentials, so a hit skips reading and checking them
+(the values were checked when the entry was made; failures make none). When an entry
+expires, the first caller with those credentials asks Vault and the others arriving
+meanwhile wait for its answer (at most the definition's ``timeout``) instead of each
+asking too: with dozens of threads per process, every expiry used to send a burst of
+identical logins. A waiter whose leader was refused, or failed, asks Vault itself: a
+failure is never handed on, as it is never cached.
+
 Exception messages go to the server log: they say precisely what failed and never
 contain a token or a password.
 
@@ -35,7 +45,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import os
 import re
@@ -193,7 +202,9 @@ class VaultGate:
         self.has_own_token = bool(token)
         self.clock: Callable[[], float] = time.monotonic
         self.cache = _Cache()
-        self._cache_secret = crypto.derived_key("vault-cache")
+        self._cache_mac = hmac.new(crypto.derived_key("vault-cache"), digestmod=hashlib.sha256)
+        self._in_flight: dict[str, threading.Event] = {}  # cache keys being asked of Vault now
+        self._in_flight_lock = threading.Lock()
         # Explicit values everywhere: left as None, hvac would take VAULT_TOKEN, VAULT_CACERT
         # or VAULT_CLIENT_CERT from the environment instead of this definition.
         self.client = hvac.Client(url=url, token=token, verify=verify, cert=cert or False, timeout=timeout)
@@ -239,21 +250,54 @@ class VaultGate:
             raise VaultDenied("the definition is inactive")
         if self.broken:
             raise VaultUnavailable(self.broken)
-        credentials = self.credentials(meta, read_body, cid)
-        if credentials is None:
-            return None
-        key = self._cache_key(credentials)
-        if self.cache_ttl > 0:
+        key = ""
+        if self.cache_ttl > 0 and not self.service_name:
+            # Without a chooser, the Vault headers as sent decide the credentials: a login remembered
+            # for these very values needs them read and checked again no more than Vault asked again.
+            key = self._cache_key(tuple(map(meta.get, VAULT_HEADERS)))
             cached = self.cache.get(key, self.clock())
             if cached is not None:
                 return cached
+        credentials = self.credentials(meta, read_body, cid)
+        if credentials is None:
+            return None
+        if self.cache_ttl <= 0:
+            return self._ask_vault(credentials)
+        if self.service_name:  # the chooser's answer is the credentials
+            key = self._cache_key((credentials.method, credentials.mount_point, credentials.username,
+                                   credentials.secret))
+            cached = self.cache.get(key, self.clock())
+            if cached is not None:
+                return cached
+        return self._ask_once(key, credentials)
+
+    def _ask_once(self, key: str, credentials: Credentials) -> VaultLogin:
+        """Ask Vault and remember a success; callers with the same credentials meanwhile wait for that answer."""
+        with self._in_flight_lock:
+            flight = self._in_flight.get(key)
+            leading = flight is None
+            if leading:
+                flight = self._in_flight[key] = threading.Event()
+        if not leading:
+            flight.wait(self.timeout + 1.0)  # the leader's own call gives up after `timeout`
+            cached = self.cache.get(key, self.clock())
+            if cached is not None:
+                return cached
+            return self._ask_and_remember(key, credentials)  # refused or failed: never handed on
+        try:
+            return self._ask_and_remember(key, credentials)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.pop(key, None)
+            flight.set()
+
+    def _ask_and_remember(self, key: str, credentials: Credentials) -> VaultLogin:
         login = self._ask_vault(credentials)
-        if self.cache_ttl > 0:
-            ttl = self.cache_ttl
-            if login.lease_duration:  # never remember a login for longer than Vault grants it
-                ttl = min(ttl, login.lease_duration)
-            now = self.clock()
-            self.cache.put(key, login, now + ttl, now)
+        ttl = self.cache_ttl
+        if login.lease_duration:  # never remember a login for longer than Vault grants it
+            ttl = min(ttl, login.lease_duration)
+        now = self.clock()
+        self.cache.put(key, login, now + ttl, now)
         return login
 
     # --- Which credentials, by which method ----------------------------------------------------
@@ -460,10 +504,17 @@ class VaultGate:
             policies=_policies(auth.get("policies")),
         )
 
-    def _cache_key(self, credentials: Credentials) -> str:
-        material = json.dumps([self.name, credentials.method, credentials.mount_point, credentials.username,
-                               credentials.secret])
-        return hmac.new(self._cache_secret, material.encode(), hashlib.sha256).hexdigest()
+    def _cache_key(self, parts: tuple[str | None, ...]) -> str:
+        """HMAC-SHA256 of the credentials (with the definition's name), never the credentials themselves.
+
+        ``parts`` are the request's Vault header values as sent, or a chooser's credentials. On
+        every call, so cheap: the keyed state is made once per gate and copied, and the parts are
+        joined as the ``repr`` of their tuple, which quotes each one, so that parts cannot run
+        together. (A JSON list and a new ``hmac.new`` on every call cost twice as much.)
+        """
+        mac = self._cache_mac.copy()
+        mac.update(repr((self.name, *parts)).encode("utf-8", "surrogatepass"))
+        return mac.hexdigest()
 
 
 # --- Ping ------------------------------------------------------------------------------------------
@@ -557,10 +608,13 @@ def _has_control_characters(value: str) -> bool:
 
 def _header_text(raw: str, wsgi_key: str) -> str:
     """A WSGI header value (bytes decoded as latin-1) as the UTF-8 text the client meant; else a denial."""
-    try:
-        text = raw.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        raise VaultDenied(f"{_display_name(wsgi_key)} is not valid UTF-8") from None
+    if raw.isascii():  # the usual case: ASCII reads the same in latin-1 and UTF-8
+        text = raw
+    else:
+        try:
+            text = raw.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            raise VaultDenied(f"{_display_name(wsgi_key)} is not valid UTF-8") from None
     if _has_control_characters(text):
         raise VaultDenied(f"{_display_name(wsgi_key)} contains control characters")
     if len(text) > MAX_VALUE_LENGTH:

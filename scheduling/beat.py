@@ -33,6 +33,7 @@ from typing import Any
 from celery import schedules
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Max
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
@@ -59,6 +60,17 @@ def misfire_grace() -> timedelta:
     return timedelta(seconds=settings.SCHEDULER_MISFIRE_GRACE)
 
 
+def missed_up_to(now: datetime) -> datetime:
+    """The latest planned instant that is missed at ``now``: one more than the grace period late.
+
+    The one boundary of the rule "a planned time at most ``SCHEDULER_MISFIRE_GRACE`` late runs
+    late", used everywhere the beat applies it (a stalled beat, a job (re)loaded, a beat starting),
+    so that a time exactly the grace period old runs whichever way the beat gets to it. Datetimes
+    count microseconds: "more than the grace period before now" is "at or before this instant".
+    """
+    return now - misfire_grace() - timedelta(microseconds=1)
+
+
 class JobEntry(ModelEntry):
     """A beat entry; for Switchboard jobs, due times come from the job's plan."""
 
@@ -74,12 +86,12 @@ class JobEntry(ModelEntry):
         if self.anchor is None:
             self.anchor = now
         upcoming = plan.next_after(self.anchor)
-        if upcoming is not None and now - upcoming > misfire_grace():
+        cutoff = missed_up_to(now)
+        if upcoming is not None and upcoming <= cutoff:
             # Fell behind (a stalled beat): what is more than the grace period late is missed;
-            # what is less runs, late, as it would after a restart.
-            logger.warning("Job %s: runs planned up to %s missed; not catching up", self.job.name,
-                           now - misfire_grace())
-            skipped_after, self.anchor = self.anchor, now - misfire_grace()
+            # the rest runs, late, as it would after a restart.
+            logger.warning("Job %s: runs planned up to %s missed; not catching up", self.job.name, cutoff)
+            skipped_after, self.anchor = self.anchor, cutoff
             record_missed(self.job, plan, after=skipped_after, upto=self.anchor, reason="the scheduler was behind")
             upcoming = plan.next_after(self.anchor)
         if upcoming is None:
@@ -150,7 +162,7 @@ class JobScheduler(DatabaseScheduler):
         if not ids:
             return {}
         now = clock()
-        rows = (JobRun.objects.filter(job_id__in=ids, manual=False, scheduled_for__gt=now - misfire_grace(),
+        rows = (JobRun.objects.filter(job_id__in=ids, manual=False, scheduled_for__gt=missed_up_to(now),
                                       scheduled_for__lte=now)
                 .values("job_id").annotate(last=Max("scheduled_for")).values_list("job_id", "last"))
         return dict(rows)
@@ -159,7 +171,7 @@ class JobScheduler(DatabaseScheduler):
         """Where a job's plan is read from when (re)loaded: the grace period ago, so late times still run.
 
         The beat loads a plan when it starts and when a job is created, edited (a new plan) or
-        made active again. Times planned less than the grace period ago run, late; older ones
+        made active again. Times planned at most the grace period ago run, late; older ones
         are missed, and recorded as such for a job with repeats (``record_missed``). A recurring
         job starts after its latest recorded run in that window, so a restarted beat does not
         send what already ran (a run sent twice would still run once: the worker records each
@@ -167,17 +179,17 @@ class JobScheduler(DatabaseScheduler):
         ``_kept_anchor``.)
         """
         now = clock()
+        cutoff = missed_up_to(now)
         if job.job_type == Job.JobType.ONE_TIME:
             if job.start_date <= now:
-                if now - job.start_date > misfire_grace():
+                if job.start_date <= cutoff:
                     _mark_missed(job)
                 else:
                     return job.start_date - timedelta(microseconds=1)
             return now
-        window = now - misfire_grace()
-        record_missed(job, job.plan(), after=None, upto=window,
+        record_missed(job, job.plan(), after=None, upto=cutoff,
                       reason="the scheduler was not running, or the job was inactive or not yet planned so")
-        return max(window, recent_run) if recent_run is not None else window
+        return max(cutoff, recent_run) if recent_run is not None else cutoff
 
     def reserve(self, entry: Any) -> Any:
         """The entry that moved on replaces the one sent, as in Celery's own scheduler.
@@ -268,6 +280,35 @@ class JobScheduler(DatabaseScheduler):
             sys.stderr.write(message + "\n")
             raise SystemExit(2)
         JobScheduler._lock_holder = holder
+
+    def close(self) -> None:
+        """A beat that stops (Celery calls this on shutdown) writes its run counts, then gives its lock back."""
+        try:
+            super().close()
+        finally:
+            release_lock()
+
+
+def release_lock() -> None:
+    """Give back the single-beat lock this process holds, if any; the lock is free when this returns.
+
+    Unlocking explicitly matters: closing the holding connection alone frees the advisory lock
+    only once PostgreSQL's backend has noticed the disconnection, which on a loaded machine can
+    come after a beat started at once (a restart, the next test) has already been refused.
+    """
+    holder, JobScheduler._lock_holder = JobScheduler._lock_holder, None
+    if holder is None:
+        return
+    try:
+        if isinstance(holder, BaseDatabaseWrapper):
+            with holder.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_KEY])
+        else:
+            fcntl.flock(holder.fileno(), fcntl.LOCK_UN)
+    except (DatabaseError, InterfaceError, OSError) as exc:  # a lost connection has freed it already
+        logger.warning("Could not release the single-beat lock explicitly (%s); closing its connection", exc)
+    finally:
+        holder.close()
 
 
 def record_missed(job: Job, plan: plans.Plan, *, after: datetime | None, upto: datetime, reason: str) -> None:

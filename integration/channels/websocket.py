@@ -658,7 +658,11 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
             path=self.path, headers=Headers.from_environ(self.meta), remote_addr=self.meta.get("REMOTE_ADDR", ""),
             query=_query(self.scope.get("query_string", b"")),
         )
-        await self.accept()
+        # An open channel's client, or one sending credentials in headers, joins its push groups
+        # before the handshake is accepted: a client that sees its connection open can be pushed to
+        # at once (accepting first let a push sent right after, by a REST call or a Celery task, reach
+        # nobody). Pushes that arrive meanwhile wait: the consumer handles one event at a time.
+        refusal: Refused | None = None
         try:
             if not channel.has_security:
                 await self._logged_in(Login(None, None))
@@ -666,9 +670,14 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
                 login = await self.supervisor.in_thread(authenticate, channel, self.meta, self.path)
                 await self._logged_in(login)
         except Refused as refused:
+            refusal = refused
+        if self.closing:  # the supervisor closed it meanwhile (channel changed): the handshake is refused
+            return
+        await self.accept()
+        if refusal is not None:
             # Header credentials: a plain-form client. An open channel's client has said nothing yet; the
             # plain error message still tells a person watching the frames why (4503: try again later).
-            await self.fail(refused.code, refused.reason)
+            await self.fail(refusal.code, refusal.reason)
 
     def _request_meta(self) -> dict[str, str]:
         meta: dict[str, str] = {}

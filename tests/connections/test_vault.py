@@ -12,7 +12,10 @@ import logging
 import os
 import ssl
 import stat
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -364,6 +367,19 @@ def test_a_login_is_never_remembered_past_its_vault_lease(gate, vault) -> None:
     assert len(vault.calls()) == 2
 
 
+def test_a_remembered_login_serves_only_the_very_same_vault_headers(gate, vault) -> None:
+    # Entries are keyed by the Vault headers as sent, so that a hit skips reading them again: any other
+    # value, even one that adds a header to remembered credentials, is read and checked afresh.
+    vault_gate = gate(cache_ttl=60, default_auth_method="username-password")
+    assert vault_gate.login(USERPASS, no_body, "c") is not None
+    with pytest.raises(VaultDenied, match="not a valid mount path"):
+        vault_gate.login({**USERPASS, MOUNT_H: "../sys"}, no_body, "c")
+    assert vault_gate.login({**USERPASS, TOKEN_H: CALLER_TOKEN}, no_body, "c") is not None  # read afresh
+    assert len(vault.calls()) == 2
+    assert vault_gate.login({USER_H: USERNAME, PASSWORD_H: PASSWORD}, no_body, "c") is not None
+    assert len(vault.calls()) == 2  # the very same values: remembered
+
+
 def test_the_cache_keys_are_keyed_hashes_and_the_cache_is_bounded(gate, vault, monkeypatch) -> None:
     from connections import vault as vault_module
 
@@ -375,6 +391,47 @@ def test_the_cache_keys_are_keyed_hashes_and_the_cache_is_bounded(gate, vault, m
     assert len(vault_gate.cache) == 3
     keys = " ".join(vault_gate.cache._entries)
     assert "secret-" not in keys and "user" not in keys
+
+
+def _at_once(count: int, call: Callable[[], Any]) -> list[Any]:
+    """``call()`` from ``count`` threads released together; each one's result or exception, in order."""
+    barrier = threading.Barrier(count)
+    outcomes: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[index] = call()
+        except Exception as exc:
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcomes
+
+
+def test_callers_arriving_while_a_login_is_asked_wait_for_it_instead_of_asking_too(gate, vault) -> None:
+    # With dozens of threads per process, each expiry of a busy caller's entry used to send as many
+    # identical logins as calls arrived during the first one (70 in a 20 s benchmark, for 8 expiries).
+    vault_gate = gate(cache_ttl=60)
+    vault.hang = 0.5  # the first login is in flight for half a second while the others arrive
+    logins = _at_once(6, lambda: vault_gate.login(USERPASS, no_body, "c"))
+    assert len(vault.calls()) == 1
+    assert all(isinstance(login, VaultLogin) for login in logins)
+    assert len({login.client_token for login in logins}) == 1  # the one answer, shared
+
+
+def test_a_refusal_is_not_handed_to_callers_waiting_for_it(gate, vault) -> None:
+    # Failures are never remembered, nor shared: each waiter whose leader was refused asks Vault itself.
+    vault_gate = gate(cache_ttl=60)
+    vault.hang = 0.3
+    outcomes = _at_once(4, lambda: vault_gate.login({USER_H: USERNAME, PASSWORD_H: "wrong"}, no_body, "c"))
+    assert all(isinstance(outcome, VaultDenied) for outcome in outcomes)
+    assert len(vault.calls()) == 4
+    assert len(vault_gate.cache) == 0
 
 
 # --- VaultGate: TLS -----------------------------------------------------------------------------------

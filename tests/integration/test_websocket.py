@@ -663,6 +663,29 @@ def test_a_push_names_its_recipients_clearly(app, jwt_channel) -> None:
         pushes.push(object(), channel="notifications")
 
 
+def test_a_push_sent_right_after_the_handshake_reaches_the_client(app, jwt_channel, ws_channel) -> None:
+    # The consumer used to accept the handshake first and join the push groups after it, so a push
+    # sent as soon as the client saw its connection open (a REST call, a Celery task) reached nobody.
+    # Here the push leaves the moment the handshake is accepted, with no message exchanged before it.
+    _, definition = jwt_channel
+    ws_channel("/ws/open", name="open")
+    clients = [("/ws/events", {"Authorization": f"Bearer {token_for(definition)}"}, "notifications"),
+               ("/ws/open", {}, "open")]
+
+    async def scenario() -> list[Any]:
+        received = []
+        for path, headers, channel_name in clients * 3:
+            socket = await open_socket(app, path, headers)
+            try:
+                await pushes.apush({"to": channel_name}, channel=channel_name)
+                received.append((await receive(socket))["data"])
+            finally:
+                await hang_up(socket)
+        return received
+
+    assert run(scenario) == [{"to": "notifications"}, {"to": "open"}] * 3
+
+
 def test_zato_clients_get_pushes_as_server_requests_and_may_answer(app, ws_channel) -> None:
     ws_channel("/ws/open", name="open")
 

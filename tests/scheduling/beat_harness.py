@@ -115,11 +115,12 @@ def close_beats() -> None:
 
 
 def release_beat_lock() -> None:
-    """Give back the single-beat lock this process took, so a later beat (process) can start."""
-    holder = JobScheduler._lock_holder
-    JobScheduler._lock_holder = None
-    if holder is not None:
-        holder.close()
+    """Give back the single-beat lock this process took, so a later beat (process, or test) can start.
+
+    ``scheduling.beat.release_lock`` unlocks before closing the connection: closing alone freed the lock
+    only once PostgreSQL had noticed, and on a loaded machine the next test's beat could be refused first.
+    """
+    beat.release_lock()
 
 
 def install(monkeypatch: pytest.MonkeyPatch, start: datetime) -> tuple[Clock, list[Sent]]:

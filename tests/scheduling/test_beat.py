@@ -16,10 +16,12 @@ from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from integration.models import DeployedService
 from scheduling import jobs
+from scheduling.beat import _LOCK_KEY
 from scheduling.models import Job, JobRun
 from scheduling.tasks import _mark_interrupted_runs, run_job
 from tests.scheduling.beat_harness import Beat, Clock, Sent, close_beats, install, planned_of, release_beat_lock
@@ -202,11 +204,52 @@ def test_a_stalled_beat_runs_late_within_the_grace_period_and_skips_beyond_it(cl
     beat.run_for(20)
     planned = planned_of(outbox, job.pk)
     # Caught up: what is at most the grace period late when the beat resumes; 23 s: T0+15 and T0+25;
-    # 95 s: T0+85, 95 and 105 (T0+15..75 are missed).
-    caught_up = [time for time in grid[1:] if resumed - grace < time <= resumed]
-    assert len(caught_up) == (2 if stall == 23 else 3)
+    # 95 s (resumed at T0+105): T0+75 (exactly 30 s late, so it runs), 85, 95 and 105; T0+15..65 are missed.
+    caught_up = [time for time in grid[1:] if resumed - grace <= time <= resumed]
+    assert len(caught_up) == (2 if stall == 23 else 4)
     assert [time for time in planned if time <= resumed] == [grid[0], *caught_up]
     assert [time for time in planned if time > resumed] == [time for time in grid if resumed < time <= clock()]
+    beat.close()
+
+
+def test_a_time_exactly_the_grace_period_old_runs_and_one_a_microsecond_older_is_missed(clock, outbox,
+                                                                                        service) -> None:
+    # The README's rule, "a planned time at most SCHEDULER_MISFIRE_GRACE late runs late", boundary included,
+    # whichever way the beat gets to the time. A beat (re)reading a recurring job's plan used to miss a time
+    # exactly that old, while it ran a one-time job's. Lateness counts when the time is sent, and this beat
+    # sends one entry per tick, 10 ms of its clock apart: so each step has one time due exactly 30 s ago.
+    grace = timedelta(seconds=settings.SCHEDULER_MISFIRE_GRACE)
+    tick = timedelta(microseconds=1)
+    every = timedelta(seconds=40)
+    clock.advance(100)  # a beat starts after 100 s of downtime
+    restart = clock()
+    edge = interval_job(service, "edge", restart - grace, 40, repeats=2)
+    over = interval_job(service, "over", restart - grace - tick, 40, repeats=2)
+    once_over = one_time_job(service, "once-over", restart - grace - tick, now=restart - timedelta(seconds=100))
+    beat = Beat(clock)
+    beat.run_for(15)
+    assert planned_of(outbox, edge.pk) == [restart - grace, restart - grace + every]
+    assert planned_of(outbox, over.pk) == [restart - grace - tick + every]
+    assert runs_of(over) == [(restart - grace - tick, JobRun.Status.MISSED)]
+    assert planned_of(outbox, once_over.pk) == []
+    once_over.refresh_from_db()
+    assert not once_over.is_active
+    beat.close()
+
+    clock.advance(100)  # the same for a one-time job
+    restart = clock()
+    once_edge = one_time_job(service, "once-edge", restart - grace, now=restart - timedelta(seconds=100))
+    beat = Beat(clock)
+    beat.run_for(1)
+    assert planned_of(outbox, once_edge.pk) == [restart - grace]
+
+    # Made active again exactly 30 s after a planned time: that time runs, late.
+    minutely = interval_job(service, "minutely", clock() + timedelta(seconds=5), 60)
+    jobs.set_active(minutely, False)
+    beat.run_for(5 + 30)  # to exactly 30 s after its first planned time
+    jobs.set_active(minutely, True)
+    beat.run_for(1)
+    assert planned_of(outbox, minutely.pk) == [minutely.start_date]
     beat.close()
 
 
@@ -336,3 +379,26 @@ def test_a_job_written_while_the_beat_starts_is_noticed_on_its_next_tick(clock, 
     beat.run_for(3)
     assert planned_of(outbox, job.pk) == [T0 + timedelta(seconds=2)]
     beat.close()
+
+
+def beat_lock_is_held() -> bool:
+    """Whether some session holds the single-beat lock on this test's database (PostgreSQL's view, now)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = %s"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", [_LOCK_KEY])
+        return cursor.fetchone()[0] == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the advisory lock is PostgreSQL's")
+def test_a_beat_that_stops_gives_its_lock_back_at_once(clock) -> None:
+    # Closing the holding connection alone freed the lock only once PostgreSQL noticed; on a loaded
+    # machine a beat started at once after (a restart, or the next test's) could be refused meanwhile.
+    beat = Beat(clock)
+    assert beat_lock_is_held()
+    beat.scheduler.close()  # what Celery calls when the beat shuts down
+    assert not beat_lock_is_held()
+    Beat(clock).close()  # another beat of this process takes it again
+    assert beat_lock_is_held()
+    release_beat_lock()
+    assert not beat_lock_is_held()
