@@ -121,7 +121,7 @@ def _hold_bench_lock(admin_url: str) -> None:
 
 
 def recreate_database() -> float:
-    """Drop and re-create the bench database, then ``manage.py migrate`` it; returns seconds taken."""
+    """Drop and re-create the bench database (and empty the bench Redis database), then migrate; returns seconds."""
     import psycopg
 
     admin_url = _with_db(bench_database_url(), "postgres")
@@ -130,6 +130,7 @@ def recreate_database() -> float:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB_NAME}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DB_NAME}"')
+    _empty_bench_redis()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / "migrate.log"
     with log.open("wb") as out:
@@ -145,6 +146,17 @@ def recreate_database() -> float:
     if result.returncode:
         raise SystemExit(f"manage.py migrate failed on {BENCH_DB_NAME}; see {log}")
     return time.perf_counter() - started
+
+
+def _empty_bench_redis() -> None:
+    """Empty the bench's own Redis database, as the bench database is re-created: a run must not
+    inherit the last one's state (its brute-force counts would refuse the next run's logins)."""
+    import redis
+
+    url = bench_redis_url()
+    if url.startswith(("redis://", "rediss://")):
+        with contextlib.suppress(redis.ConnectionError):
+            redis.Redis.from_url(url).flushdb()
 
 
 def setup_django(**extra: str) -> None:
