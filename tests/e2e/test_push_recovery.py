@@ -79,6 +79,9 @@ class Pusher:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, start_new_session=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
+        # One command at a time: a push left running in a thread by a cancelled task must take its own
+        # reply, not the reply to the next command (which then read the stale one: a flaky "ok").
+        self.turn = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
         assert json.loads(self._next(60)) == {"ready": True}
 
@@ -96,9 +99,10 @@ class Pusher:
 
     def push(self, data: Any, **to: str) -> dict[str, Any]:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"data": data, "to": to}) + "\n")
-        self.process.stdin.flush()
-        return json.loads(self._next(30))
+        with self.turn:
+            self.process.stdin.write(json.dumps({"data": data, "to": to}) + "\n")
+            self.process.stdin.flush()
+            return json.loads(self._next(30))
 
     def stop(self) -> None:
         self.process.kill()
