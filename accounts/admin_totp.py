@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from accounts import totp
+from accounts import enrolment, totp
 from accounts.models import LoginAttempt, TOTPDevice
 
 
@@ -47,10 +47,10 @@ def totp_enrol_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "generate":
-            totp.start_enrolment(user)
+            enrolment.start_enrolment(user)
             return _back(request)
         if action == "cancel":
-            totp.cancel_enrolment(user)
+            enrolment.cancel_enrolment(user)
             messages.info(request, "The new key was discarded; your current key still works.")
             return _back(request)
         if action == "confirm":
@@ -62,7 +62,7 @@ def totp_enrol_view(request: HttpRequest) -> HttpResponse:
 
 def _confirm(request: HttpRequest, form: ConfirmCodeForm) -> bool:
     """True when the page should be shown afresh (redirect); False to show the form's errors."""
-    verdict, device = totp.confirm_enrolment(request.user, form.cleaned_data["code"])
+    verdict, device = enrolment.confirm_enrolment(request.user, form.cleaned_data["code"])
     if device is None:
         messages.error(request, "There is no new key waiting for a code; generate one first.")
         return True
@@ -82,11 +82,11 @@ def _back(request: HttpRequest) -> HttpResponseRedirect:
 
 def _render(request: HttpRequest, form: ConfirmCodeForm) -> TemplateResponse:
     user = request.user
-    pending = totp.pending_device(user)
+    pending = enrolment.pending_device(user)
     context: dict[str, Any] = {
         **admin.site.each_context(request),
         "title": "Two-factor authentication",
-        "current": totp.confirmed_device(user),
+        "current": enrolment.confirmed_device(user),
         "pending": pending,
         "form": form,
     }

@@ -27,19 +27,29 @@ import hmac
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from django.apps import apps
-from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed
 
 from accounts import crypto, limits, tokens
 from accounts.throttle import client_address
-from integration import snapshot
-from integration.errors import PayloadTooLarge, ServiceUnavailable
+from integration import signals
+from integration.channels.security import (  # the contract these classes meet
+    Authenticator,
+    CallerIdentity,
+    CredentialsRefused,
+    Session,
+    wsgi,
+)
+from integration.errors import ServiceUnavailable
+
+__all__ = [
+    "ApiKeyAuthentication", "BasicAuthDefinitionAuthentication", "CallerIdentity", "CredentialsRefused",
+    "DefinitionAuthentication", "JWTAuthentication", "TechAccountAuthentication",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +57,7 @@ Kind = limits.Kind
 Stage = limits.Stage
 CHANNEL = Kind.CHANNEL.value  # a plain str: read on every request, where enum attribute access costs
 
-_MAX_REMEMBERED = 10_000
+MAX_REMEMBERED = 10_000
 _process_key = secrets.token_bytes(32)
 _verified: set[bytes] = set()
 _upgraded: set[str] = set()
@@ -76,31 +86,7 @@ def _fingerprint(stored: str, *parts: str) -> bytes:
     return hashlib.blake2b(b"".join(chunks), key=_process_key, digest_size=32).digest()
 
 
-@dataclass(frozen=True)
-class CallerIdentity:
-    """Who called a channel, as far as its security definition can tell.
-
-    ``response_headers`` are added to the channel's response (Vault hands back a token).
-    """
-
-    username: str
-    definition: str
-    sec_type: str
-    is_authenticated: bool = True
-    response_headers: dict[str, str] = field(default_factory=dict)
-
-
-class CredentialsRefused(AuthenticationFailed):
-    """Wrong credentials: ``reason`` is for the log and audit list; ``counts`` towards the limits or not."""
-
-    def __init__(self, detail: str, *, reason: str, counts: bool = True, username: str = "") -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.counts = counts
-        self.username = username
-
-
-class DefinitionAuthentication(BaseAuthentication):
+class DefinitionAuthentication(BaseAuthentication, Authenticator):
     """Base of the per-type classes; ``sec_type`` names the type, ``model`` its definition model."""
 
     sec_type: ClassVar[str]
@@ -157,7 +143,7 @@ class DefinitionAuthentication(BaseAuthentication):
         attempt.before_slow_check()
         result = crypto.check_password(password, stored)
         if result.ok and remember:
-            if len(_verified) >= _MAX_REMEMBERED:
+            if len(_verified) >= MAX_REMEMBERED:
                 _verified.clear()
             _verified.add(fingerprint)
         if result.ok and result.upgrade:
@@ -178,7 +164,7 @@ class DefinitionAuthentication(BaseAuthentication):
                 **{field_name: new})
             if updated:
                 logger.info("Security definition `%s`: stored hash upgraded to the current format", self.name)
-                snapshot.changed()
+                signals.changed()
         except DatabaseError:
             logger.exception("Security definition `%s`: the upgraded hash could not be stored", self.name)
 
@@ -220,6 +206,16 @@ class BasicAuthDefinitionAuthentication(DefinitionAuthentication):
 
     def authenticate_header(self, request: Any) -> str:
         return f'Basic realm="{self.realm}"'
+
+    def has_header_credentials(self, meta: Mapping[str, str]) -> bool:
+        return meta.get("HTTP_AUTHORIZATION", "").lstrip().lower().startswith("basic ")
+
+    def websocket_credentials(self, *, token: str | None = None, username: str | None = None,
+                              password: str | None = None) -> dict[str, str]:
+        if username is None or password is None:
+            raise CredentialsRefused("This channel expects a username and password")
+        encoded = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        return {"HTTP_AUTHORIZATION": "Basic " + encoded}
 
 
 def parse_basic(header: str) -> tuple[str, str] | str | None:
@@ -315,6 +311,15 @@ class TechAccountAuthentication(DefinitionAuthentication):
     def authenticate_header(self, request: Any) -> str:
         return "zato-tech-acc"
 
+    def has_header_credentials(self, meta: Mapping[str, str]) -> bool:
+        return "HTTP_X_ZATO_USER" in meta
+
+    def websocket_credentials(self, *, token: str | None = None, username: str | None = None,
+                              password: str | None = None) -> dict[str, str]:
+        if username is None or password is None:
+            raise CredentialsRefused("This channel expects a username and password")
+        return {"HTTP_X_ZATO_USER": wsgi(username), "HTTP_X_ZATO_PASSWORD": wsgi(password)}
+
 
 class ApiKeyAuthentication(DefinitionAuthentication):
     """An API key in a header (``X-API-Key`` unless the definition names another).
@@ -359,6 +364,16 @@ class ApiKeyAuthentication(DefinitionAuthentication):
 
     def authenticate_header(self, request: Any) -> str:
         return "zato-apikey"
+
+    def has_header_credentials(self, meta: Mapping[str, str]) -> bool:
+        return bool(meta.get(self.environ_key))
+
+    def websocket_credentials(self, *, token: str | None = None, username: str | None = None,
+                              password: str | None = None) -> dict[str, str]:
+        key = token or password
+        if not key:
+            raise CredentialsRefused("This channel expects an API key (as the token)")
+        return {self.environ_key: wsgi(key)}
 
 
 class JWTAuthentication(DefinitionAuthentication):
@@ -420,61 +435,48 @@ class JWTAuthentication(DefinitionAuthentication):
     def authenticate_header(self, request: Any) -> str:
         return "Bearer"
 
+    def has_header_credentials(self, meta: Mapping[str, str]) -> bool:
+        # Only a Bearer token counts: a browser may attach Basic credentials it has cached for the
+        # host to a JWT channel's handshake, and those are not the client's intent.
+        return meta.get("HTTP_AUTHORIZATION", "").lstrip().lower().startswith("bearer ")
 
-class VaultAuthentication(DefinitionAuthentication):
-    """Callers authenticated by a Vault server (``connections.vault``): token, userpass or GitHub.
+    def websocket_credentials(self, *, token: str | None = None, username: str | None = None,
+                              password: str | None = None) -> dict[str, str]:
+        if not token:
+            raise CredentialsRefused("This channel expects a JWT token")
+        return {"HTTP_AUTHORIZATION": "Bearer " + wsgi(token)}
 
-    Vault saying no is a 401; Vault not answering is a 503. Nobody passes without a yes.
-    """
-
-    sec_type = "vault_conn_sec"
-    model = "connections.VaultConnection"
-    message = "Failed to authenticate"
-
-    def __init__(self, name: str, is_active: bool, gate: Any) -> None:
-        super().__init__(name, is_active)
-        self.gate = gate
-        # What each login the gate remembers makes of a call, built once per login rather than on every
-        # call: by id, with the login itself to check it is that very object (ids are reused once freed).
-        self._results: dict[int, tuple[Any, tuple[CallerIdentity, str]]] = {}
-
-    @classmethod
-    def from_definition(cls, definition: Any) -> VaultAuthentication:
-        from connections.vault import VaultGate
-
-        return cls(definition.name, definition.is_active, VaultGate.from_definition(definition))
-
-    def check(self, request: Any, attempt: limits.Attempt) -> tuple[CallerIdentity, str]:
-        from connections.vault import VaultDenied, VaultUnavailable
-
-        cid = getattr(request, "cid", "-")
-        if not self.is_active:
-            raise self.fail("the definition is inactive", request, self.message, counts=False)
-        attempt.before_slow_check()  # a Vault call may follow: a blocked caller never gets that far
+    def session(self, request: Any) -> TokenSession | None:
+        """After a success: the token's server-side session, which a WebSocket connection keeps alive."""
         try:
-            login = self.gate.login(request.META, lambda: request.body, cid)
-        except RequestDataTooBig:
-            raise PayloadTooLarge("Request body too large") from None
-        except VaultDenied as exc:
-            raise self.fail(f"Vault: {exc}", request, self.message) from None
-        except VaultUnavailable as exc:
-            logger.error("[%s] Vault for `%s` is unavailable: %s", cid, self.name, exc)
-            raise ServiceUnavailable("The security backend cannot be reached; try again later") from None
-        if login is None:
-            raise self.fail("no Vault credentials in the request", request, self.message, counts=False)
-        known = self._results.get(id(login))
-        if known is not None and known[0] is login:
-            return known[1]
-        headers = {"X-Zato-Vault-Token": login.client_token}
-        if login.lease_duration is not None:
-            headers["X-Zato-Vault-Token-Lease-Duration"] = str(login.lease_duration)
-        result = CallerIdentity(login.username, self.name, self.sec_type, response_headers=headers), self.name
-        if len(self._results) >= _MAX_REMEMBERED:  # the logins of expired entries: start again
-            self._results.clear()
-        self._results[id(login)] = (login, result)
-        return result
+            claims = tokens.open_token(_bearer(request.META))
+        except tokens.InvalidToken:
+            return None
+        return TokenSession(claims.sid, self.ttl)
 
-    def authenticate_header(self, request: Any) -> str:
-        return "zato-vault"
+    def session_ended(self, request: Any) -> bool:
+        """After a refusal: was the token itself good (ours, this definition's), so its session has ended?"""
+        try:
+            claims = tokens.open_token(_bearer(request.META))
+        except tokens.InvalidToken:
+            return False
+        return self.is_active and claims.definition_id == self.definition_id and claims.username == self.username
 
 
+def _bearer(meta: Mapping[str, str]) -> str:
+    return meta.get("HTTP_AUTHORIZATION", "").strip().partition(" ")[2].strip()
+
+
+class TokenSession(Session):
+    """A JWT's server-side session (``accounts.tokens``): each use extends it by the definition's TTL."""
+
+    def __init__(self, sid: str, ttl: int) -> None:
+        self.sid = sid
+        self.ttl = ttl
+
+    def keep_alive(self) -> bool | None:
+        try:
+            return tokens.use(self.sid, self.ttl)
+        except tokens.SessionStoreUnavailable as exc:
+            logger.warning("JWT session store unavailable: %s", exc)
+            return None

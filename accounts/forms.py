@@ -36,7 +36,7 @@ from django.core.validators import MaxLengthValidator
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
-from accounts import throttle, totp
+from accounts import enrolment, throttle, totp
 from accounts.models import LoginAttempt
 
 MAX_PASSWORD_LENGTH = 4096
@@ -130,7 +130,7 @@ class AdminLoginForm(AdminAuthenticationForm):
 
     def _check_code(self, attempt: LoginAttempt, user: Any) -> None:
         """The second factor; on success ``user.otp_device`` tells django-otp to verify the session."""
-        device = totp.confirmed_device(user)
+        device = enrolment.confirmed_device(user)
         if device is None:
             if settings.ADMIN_REQUIRE_TOTP:
                 throttle.finish(attempt, Outcome.FAILURE, "no TOTP device", stage=Stage.TOTP, user=user)

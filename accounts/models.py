@@ -23,24 +23,30 @@ from django.utils import timezone
 from django_otp.models import Device
 
 from accounts import crypto, totp
+from integration.channels import security
 from integration.signals import config_model
+
+
+class SecTypeField(models.CharField):
+    """The type of a definition: Zato's names (``basic_auth``, ``jwt``...), its choices from the registry.
+
+    Each subclass's ``save()`` stores its own type (``security.sec_type_of``); the choices are
+    whatever types are registered now, so they stay out of migrations.
+    """
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        kwargs.pop("choices", None)
+        return name, path, args, kwargs
 
 
 @config_model
 class SecurityDefinition(models.Model):
     """A named security definition of any type; see the subclasses for the fields of each type."""
 
-    class SecType(models.TextChoices):
-        # Zato's discriminator values, so exported configuration reads the same.
-        BASIC_AUTH = "basic_auth", "HTTP Basic Auth"
-        TECH_ACCOUNT = "tech_acc", "Technical account"
-        API_KEY = "apikey", "API key"
-        JWT = "jwt", "JWT"
-        VAULT = "vault_conn_sec", "Vault"
-
     name = models.CharField(max_length=200, unique=True, help_text="Unique across all security definition types.")
-    sec_type = models.CharField(
-        max_length=30, choices=SecType.choices, editable=False, help_text="The kind of definition; set by its type."
+    sec_type = SecTypeField(
+        max_length=30, choices=security.choices, editable=False, help_text="The kind of definition; set by its type."
     )
     is_active = models.BooleanField(
         default=True, help_text="Inactive definitions reject every caller of the channels that use them."
@@ -106,7 +112,7 @@ class BasicAuth(PasswordMixin, SecurityDefinition):
         verbose_name = "HTTP Basic Auth definition"
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.sec_type = SecurityDefinition.SecType.BASIC_AUTH
+        self.sec_type = security.sec_type_of(type(self))
         self.ensure_password()
         super().save(*args, **kwargs)
 
@@ -120,7 +126,7 @@ class TechAccount(PasswordMixin, SecurityDefinition):
         verbose_name = "technical account"
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.sec_type = SecurityDefinition.SecType.TECH_ACCOUNT
+        self.sec_type = security.sec_type_of(type(self))
         self.ensure_password()
         super().save(*args, **kwargs)
 
@@ -148,7 +154,7 @@ class ApiKey(SecurityDefinition):
         verbose_name = "API key"
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.sec_type = SecurityDefinition.SecType.API_KEY
+        self.sec_type = security.sec_type_of(type(self))
         if not self.key_hash:
             self.set_key(crypto.random_secret())  # unusable until a key is generated or set
         super().save(*args, **kwargs)
@@ -188,7 +194,7 @@ class JWTDefinition(PasswordMixin, SecurityDefinition):
         verbose_name = "JWT definition"
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.sec_type = SecurityDefinition.SecType.JWT
+        self.sec_type = security.sec_type_of(type(self))
         self.ensure_password()
         super().save(*args, **kwargs)
 

@@ -28,6 +28,7 @@ from accounts import crypto, limits, tokens
 from accounts.services import find_jwt
 from integration import jsonio
 from integration.channels.rest import CID_HEADER, error_response
+from integration.cid import new_cid
 from integration.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -36,7 +37,6 @@ from integration.errors import (
     SwitchboardError,
     Unauthorized,
 )
-from integration.invoke import new_cid
 
 logger = logging.getLogger(__name__)
 NO_SUCH_DEFINITION = "?"  # the one limits key, per address, of log-ins naming no JWT definition

@@ -89,7 +89,7 @@ def fill(rows: int) -> Any:
     from django.test import Client
     from django_otp import DEVICE_ID_SESSION_KEY
 
-    from accounts import totp
+    from accounts import enrolment
     from accounts.models import BasicAuth
     from integration.models import DeployedService, RestChannel
 
@@ -109,7 +109,7 @@ def fill(rows: int) -> Any:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     user = get_user_model().objects.create_superuser(USERNAME, "bench@example.com", "bench-password-1")
-    device, _key = totp.reset_key(user)
+    device, _key = enrolment.reset_key(user)
     client = Client(HTTP_HOST="127.0.0.1")  # an allowed host; no test environment set up here
     client.force_login(user)
     session = client.session

@@ -3,7 +3,7 @@
 2 sync workers by default (``WEB_WORKERS``), the application imported once before forking
 (``preload_app``), no access log, on 127.0.0.1 at ``PORT``. Each worker checks the
 configuration version before its first request and starts its own poller there
-(``WSGIApplication`` calls ``snapshot.ensure_poller``), so no ``post_fork`` hook is needed
+(``WSGIApplication`` calls ``poller.ensure_poller``), so no ``post_fork`` hook is needed
 and a bare WSGI app can be served by the very same setup.
 """
 

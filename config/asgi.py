@@ -15,9 +15,9 @@ django_asgi = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from integration import snapshot  # noqa: E402
-from integration.channels.ws_routing import websocket_application  # noqa: E402
+from integration import poller, snapshot  # noqa: E402
+from integration.channels.websocket import websocket_application  # noqa: E402
 
 snapshot.warm()
-snapshot.ensure_poller()
+poller.ensure_poller()
 application = ProtocolTypeRouter({"http": django_asgi, "websocket": websocket_application()})

@@ -15,10 +15,10 @@ app.autodiscover_tasks()
 @worker_process_init.connect
 def _warm_registry(**kwargs: object) -> None:
     """Load the service snapshot in each worker process and keep it fresh."""
-    from integration import snapshot
+    from integration import poller, snapshot
 
     snapshot.warm()
-    snapshot.ensure_poller()
+    poller.ensure_poller()
 
 
 @task_prerun.connect

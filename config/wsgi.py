@@ -2,7 +2,7 @@
 
 granian imports this module in each worker process, after forking: every worker builds its
 own configuration snapshot here. ``WSGIApplication`` still checks the configuration version
-before a process's first request (``snapshot.ensure_poller``), because the snapshot built at
+before a process's first request (``poller.ensure_poller``), because the snapshot built at
 import can be older than the configuration by the time the first request arrives, and under
 a server that imports before forking (gunicorn's ``preload_app``) it is the parent's.
 """

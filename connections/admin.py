@@ -15,7 +15,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-from connections.base import PingAdminMixin
+from connections.admin_base import PingAdminMixin
 from connections.models import VaultConnection
 
 

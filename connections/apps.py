@@ -2,8 +2,22 @@ from django.apps import AppConfig
 
 
 class ConnectionsConfig(AppConfig):
-    """Outgoing connections (REST, FHIR, LDAP, SFTP, FTP, Vault); filled in by later issues."""
+    """Outgoing connections (Vault today; REST, FHIR, LDAP, SFTP, FTP next), and Vault's security type."""
 
     name = "connections"
     verbose_name = "Outgoing connections"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from connections import base
+        from connections.api import VaultViewSet
+        from connections.vault import KIND, VaultClient
+        from connections.vault_inbound import VaultAuthentication
+        from integration import api_routes
+        from integration.channels import security
+
+        # A Vault connection is both: a security definition for channels, a client for services.
+        security.register(security.SecurityType("vault_conn_sec", "Vault", "connections.VaultConnection",
+                                                VaultAuthentication.from_definition))
+        base.register(base.ConnectionType(KIND, "Vault", "connections.VaultConnection", VaultClient.from_definition))
+        api_routes.register("security/vault", VaultViewSet, basename="vault")

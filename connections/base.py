@@ -1,39 +1,42 @@
-"""What every outgoing connection shares. So far: the ping contract and the admin's Ping buttons.
+"""Outgoing connections: the contract every connection type meets, their registry, and the compiled table.
+
+A *connection type* (Vault today; REST, FHIR, LDAP, SFTP, FTP next) is registered by the app
+that owns it, in ``AppConfig.ready()``::
+
+    base.register(ConnectionType(kind="vault", label="Vault", model="connections.VaultConnection",
+                                 build=VaultClient.from_definition))
+
+``build(row)`` turns one row into a ``Connection``: a client or pool ready to use, built without
+contacting the other side. The snapshot holds an ``OutgoingTable`` of every registered type's
+rows; when the configuration changes, a connection whose row did not change is carried over as
+it is (its pool stays warm), the others are built again and the old ones closed once the new
+snapshot is in place. Services reach them through ``self.out.<kind>[name]``
+(``connections.outgoing``), which raises a clear error naming the kind and the connection when it
+does not exist (``ConnectionNotFound``, 500: the service's configuration is wrong) or is
+inactive or broken (``ConnectionUnavailable``, 503).
 
 A connection that can be pinged answers ``ping() -> PingResult``: whether the other side
 answered as it should, how long that took, and a line for the administrator (the server's
 version on success; on failure the exact reason, such as ``cannot connect to Vault at
 http://10.0.0.5:8200: Connection refused``). ``ping()`` reports failures in its result and
-raises nothing it can foresee; secrets never appear in ``info``.
-
-``PingAdminMixin`` gives a ModelAdmin a POST-only URL ``<pk>/ping/`` (named
-``<app>_<model>_ping``), a Ping button on the change page, a Ping button on each row of the
-list and a "Ping selected" action. The outcome is shown as an admin message, or returned
-as JSON to a request that asks for it (``Accept: application/json`` or ``?format=json``)::
-
-    {"ok": true, "ms": 3.1, "info": "Vault 1.17.2, initialized, unsealed, active", "name": "vault-prod"}
-
-A ping that fails is still an answered request (200 with ``"ok": false``); only a missing
-object (404), a missing permission (403) or a GET (405) are not. Nothing a ping does can
-turn into a 500: an unexpected exception is logged with the request's CID and reported
-by its type.
+raises nothing it can foresee; secrets never appear in ``info``. The admin's Ping buttons are
+``connections.admin_base.PingAdminMixin``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
-from django.urls import path, reverse
-from django.utils.html import format_html
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+
+from connections.outgoing import Namespace
+from integration.errors import ServiceUnavailable, SwitchboardError
 
 logger = logging.getLogger(__name__)
 
@@ -61,120 +64,165 @@ def timed(check: Callable[[], tuple[bool, str]]) -> PingResult:
     return PingResult(ok, (time.perf_counter() - started) * 1000, info)
 
 
-def wants_json(request: HttpRequest) -> bool:
-    return request.GET.get("format") == "json" or "application/json" in request.headers.get("Accept", "")
+class ConnectionNotFound(SwitchboardError):
+    """``self.out.<kind>[name]`` with no such connection: the service's configuration is wrong (500)."""
+
+    status_code = 500
 
 
-class PingAdminMixin(admin.ModelAdmin):
-    """Ping buttons and a JSON ping URL for a ModelAdmin whose objects can be pinged (see the module docstring).
+class ConnectionUnavailable(ServiceUnavailable):
+    """The connection exists but cannot be used: inactive, or its definition cannot be loaded (503)."""
 
-    Pinging needs the permission to view the objects: it changes nothing, and operators who
-    may only look at connections are the ones who check them. Override ``ping_object`` when
-    the model does not implement ``ping()`` itself.
+
+class Connection:
+    """One outgoing connection, compiled: what ``self.out.<kind>[name]`` returns.
+
+    Types subclass it (or meet the same contract): ``kind``, ``name``, ``is_active``;
+    ``ping()``; ``close()``, called when a new snapshot no longer uses it.
     """
 
-    change_form_template = "admin/connections/change_form_ping.html"
-    ping_max_selected = 10  # each ping may wait for its connection's timeout: keep a bulk ping bounded
+    kind: str = ""
+    name: str = ""
+    is_active: bool = True
 
-    # --- What a ping is ---------------------------------------------------------------------------
+    def ping(self) -> PingResult:
+        return PingResult(False, 0.0, f"{self.kind} connections cannot be pinged")
 
-    def ping_object(self, obj: Any) -> PingResult:
-        return obj.ping()
+    def close(self) -> None:
+        """Release sockets and pools; the default holds none."""
 
-    def run_ping(self, request: HttpRequest, obj: Model) -> PingResult:
-        """``ping_object`` that never raises: the unforeseen is logged under the request's CID."""
-        started = time.perf_counter()
-        try:
-            result = self.ping_object(obj)
-        except Exception as exc:
-            cid = getattr(request, "cid", "")
-            logger.exception("[%s] Pinging %s `%s` failed", cid, self.opts.verbose_name, obj)
-            # Only the type: exception texts can quote request headers, tokens included.
-            result = PingResult(False, (time.perf_counter() - started) * 1000,
-                                f"unexpected error {type(exc).__name__} (see the server log, CID {cid})")
-        level = logging.INFO if result.ok else logging.WARNING
-        logger.log(level, "Ping of %s `%s` by %s: %s in %.1f ms, %s", self.opts.verbose_name, obj,
-                   request.user.get_username(), "OK" if result.ok else "failed", result.ms, result.info)
-        return result
 
-    def report(self, request: HttpRequest, obj: Model, result: PingResult) -> None:
-        self.message_user(request, self.ping_message(obj, result), messages.SUCCESS if result.ok else messages.ERROR)
+def row_fingerprint(row: Any) -> str:
+    """A digest of every stored field of a row: a connection is rebuilt only when this changes."""
+    values = [(f.attname, getattr(row, f.attname)) for f in row._meta.concrete_fields]
+    return hashlib.sha256(repr(values).encode()).hexdigest()
 
-    def ping_message(self, obj: Model, result: PingResult) -> str:
-        what = f"{self.opts.verbose_name} “{obj}”"
-        if result.ok:
-            return f"Ping OK: {what} answered in {result.ms:.1f} ms. {result.info}"
-        return f"Ping failed: {what}: {result.info} (after {result.ms:.1f} ms)"
 
-    # --- URLs and views ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConnectionType:
+    """One kind of outgoing connection, as its app registers it.
 
-    def ping_url_name(self) -> str:
-        return f"{self.opts.app_label}_{self.opts.model_name}_ping"
+    ``kind`` is how services name it (``self.out.vault``; a dotted kind such as ``hl7.fhir``
+    reads ``self.out.hl7.fhir``), ``aliases`` Zato's other spellings (``plain_http`` for
+    ``rest``), ``model`` the row's model (``"app_label.ModelName"``), ``build`` the connection
+    of one row (no network), ``active`` which rows are used (all by default: an inactive one is
+    compiled so that using it says it is inactive).
+    """
 
-    def get_urls(self) -> list[Any]:
-        extra = [path("<path:object_id>/ping/", self.admin_site.admin_view(self.ping_view),
-                      name=self.ping_url_name())]
-        return extra + super().get_urls()  # before the admin's catch-all <path:object_id>/
+    kind: str
+    label: str
+    model: str
+    build: Callable[[Any], Connection]
+    aliases: tuple[str, ...] = ()
+    fingerprint: Callable[[Any], str] = row_fingerprint
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def ping_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        as_json = wants_json(request)
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"], "Ping with a POST request (the Ping button sends one).")
-        obj = self.get_object(request, object_id)
-        if obj is None:
-            info = f"{self.opts.verbose_name} with ID “{object_id[:64]}” does not exist. Perhaps it was deleted?"
-            if as_json:
-                return JsonResponse({"ok": False, "info": info}, status=404)
-            self.message_user(request, info, messages.WARNING)
-            return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
-        if not self.has_view_or_change_permission(request, obj):
-            if as_json:
-                return JsonResponse({"ok": False, "info": "You may not ping this connection."}, status=403)
-            raise PermissionDenied
-        result = self.run_ping(request, obj)
-        if as_json:
-            return JsonResponse({**result.as_json(), "name": str(obj)})
-        self.report(request, obj, result)
-        return HttpResponseRedirect(self._back(request, obj))
 
-    def _back(self, request: HttpRequest, obj: Model) -> str:
-        """Where the button was: ``next``, else the referring admin page, else the object's change page."""
-        for candidate in (request.POST.get("next"), request.headers.get("Referer")):
-            if candidate and url_has_allowed_host_and_scheme(candidate, {request.get_host()},
-                                                             require_https=request.is_secure()):
-                return candidate
-        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])
+_types: dict[str, ConnectionType] = {}
 
-    # --- The list: a button per row and a bulk action --------------------------------------------
 
-    def get_list_display(self, request: HttpRequest) -> Any:
-        """The Ping column right after the first (the link): wide lists scroll sideways, and it stays in view."""
-        columns = list(super().get_list_display(request))
-        if "ping_button" not in columns:
-            columns.insert(1, "ping_button")
-        return columns
+def register(connection_type: ConnectionType) -> ConnectionType:
+    """Add a type (from ``AppConfig.ready()``); a kind or alias registered twice is an error at start-up."""
+    names = (connection_type.kind, *connection_type.aliases)
+    for known in _types.values():
+        clash = set(names) & {known.kind, *known.aliases}
+        if clash:
+            raise ImproperlyConfigured(f"Connection type `{sorted(clash)[0]}` is registered twice "
+                                       f"(by {known.model} and {connection_type.model})")
+    _types[connection_type.kind] = connection_type
+    return connection_type
 
-    @admin.display(description="ping")
-    def ping_button(self, obj: Model) -> str:
-        # The list's rows sit inside the changelist form (which carries the CSRF token), and
-        # forms cannot nest: the button submits that form to the ping URL instead.
-        url = reverse(f"admin:{self.ping_url_name()}", args=[obj.pk])
-        return format_html('<button type="submit" class="button sb-ping" formaction="{}" formmethod="post" '
-                           'formnovalidate data-ping="{}">Ping</button>', url, obj.pk)
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        if self.actions is not None and self.has_view_or_change_permission(request):
-            action = type(self).ping_selected
-            actions["ping_selected"] = (action, "ping_selected", action.short_description)  # type: ignore[attr-defined]
-        return actions
+def unregister(kind: str) -> None:
+    """Remove a type (tests that play a removed plug-in)."""
+    _types.pop(kind, None)
 
-    @admin.action(description="Ping selected %(verbose_name_plural)s")
-    def ping_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        chosen = list(queryset[: self.ping_max_selected + 1])
-        if len(chosen) > self.ping_max_selected:
-            self.message_user(request, f"Select at most {self.ping_max_selected} to ping at once: each one may "
-                              "wait for its timeout.", messages.ERROR)
-            return
-        for obj in chosen:
-            self.report(request, obj, self.run_ping(request, obj))
+
+def types() -> list[ConnectionType]:
+    return list(_types.values())
+
+
+class BrokenConnection(Connection):
+    """A row whose connection cannot be built (a secret no key decrypts): using it is a 503."""
+
+    def __init__(self, kind: str, name: str, reason: str) -> None:
+        self.kind, self.name, self.reason, self.is_active = kind, name, reason, False
+
+    def ping(self) -> PingResult:
+        return PingResult(False, 0.0, self.reason)
+
+
+class OutgoingTable:
+    """Every registered type's connections, by kind and name, for one configuration version."""
+
+    def __init__(self, by_kind: dict[str, dict[str, tuple[str, Connection]]]) -> None:
+        self.by_kind = by_kind
+        self.aliases = {alias: t.kind for t in _types.values() for alias in t.aliases}
+        self._namespace: Any = None
+
+    @classmethod
+    def build(cls, previous: OutgoingTable | None = None, registered: Iterable[ConnectionType] | None = None,
+              ) -> OutgoingTable:
+        by_kind: dict[str, dict[str, tuple[str, Connection]]] = {}
+        for connection_type in list(registered if registered is not None else _types.values()):
+            old = previous.by_kind.get(connection_type.kind, {}) if previous else {}
+            compiled: dict[str, tuple[str, Connection]] = {}
+            for row in apps.get_model(connection_type.model).objects.all():
+                fingerprint = connection_type.fingerprint(row)
+                kept = old.get(row.name)
+                if kept is not None and kept[0] == fingerprint:
+                    compiled[row.name] = kept  # unchanged: the same client, its pool still warm
+                    continue
+                try:
+                    connection = connection_type.build(row)
+                except Exception as exc:
+                    logger.exception("Outgoing %s connection `%s` cannot be loaded", connection_type.kind, row.name)
+                    connection = BrokenConnection(connection_type.kind, row.name,
+                                                  f"the connection cannot be loaded ({type(exc).__name__})")
+                compiled[row.name] = (fingerprint, connection)
+            by_kind[connection_type.kind] = compiled
+        return cls(by_kind)
+
+    def retire_unused(self, successor: OutgoingTable) -> None:
+        """Close this table's connections that ``successor`` does not carry over (changed or deleted rows)."""
+        kept = {id(entry[1]) for connections in successor.by_kind.values() for entry in connections.values()}
+        for connections in self.by_kind.values():
+            for _, connection in connections.values():
+                if id(connection) not in kept:
+                    try:
+                        connection.close()
+                    except Exception:
+                        logger.exception("Closing outgoing %s connection `%s` failed", connection.kind,
+                                         connection.name)
+
+    def kinds(self) -> list[str]:
+        return list(self.by_kind)
+
+    def get(self, kind: str, name: str) -> Connection:
+        """The connection, usable; ``ConnectionNotFound`` or ``ConnectionUnavailable`` naming both otherwise."""
+        kind = self.aliases.get(kind, kind)
+        connections = self.by_kind.get(kind)
+        if connections is None:
+            raise ConnectionNotFound(f"No outgoing connection type `{kind}` is installed")
+        entry = connections.get(name) if isinstance(name, str) else None
+        if entry is None:
+            raise ConnectionNotFound(f"No outgoing {kind} connection is named `{str(name)[:200]}`")
+        connection = entry[1]
+        if isinstance(connection, BrokenConnection):
+            raise ConnectionUnavailable(f"Outgoing {kind} connection `{name}` cannot be used: {connection.reason}")
+        if not connection.is_active:
+            raise ConnectionUnavailable(f"Outgoing {kind} connection `{name}` is inactive")
+        return connection
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.by_kind.get(self.aliases.get(kind, kind), {}))
+
+    @property
+    def namespace(self) -> Any:
+        """``self.out`` for services (``connections.outgoing.Namespace``), made once per table."""
+        if self._namespace is None:
+            self._namespace = Namespace.over(self)
+        return self._namespace
+
+    def __len__(self) -> int:
+        return sum(len(connections) for connections in self.by_kind.values())

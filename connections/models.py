@@ -18,7 +18,8 @@ from django.db import models
 
 from accounts import crypto
 from accounts.models import SecurityDefinition
-from connections.vault import valid_mount_point
+from connections import vault
+from integration.channels import security
 
 if TYPE_CHECKING:
     from connections.base import PingResult
@@ -84,7 +85,7 @@ class VaultConnection(SecurityDefinition):
         verbose_name = "Vault connection"
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.sec_type = SecurityDefinition.SecType.VAULT
+        self.sec_type = security.sec_type_of(type(self))
         # Admin, API and imports all pass through here, so invalid rows never reach the table.
         self.full_clean(validate_unique=False, validate_constraints=False)
         super().save(*args, **kwargs)
@@ -105,7 +106,7 @@ class VaultConnection(SecurityDefinition):
             # Longer would keep accepting a token for long after Vault revoked it.
             errors["cache_ttl"] = f"The cache time must be 0 (off) to {MAX_CACHE_TTL} seconds."
         for field in ("mount_point", "github_mount_point"):
-            if not valid_mount_point(getattr(self, field) or ""):
+            if not vault.valid_mount_point(getattr(self, field) or ""):
                 errors[field] = "Letters, digits, '.', '_', '-' and '/' between path segments only."
         if bool(self.tls_client_cert.strip()) != bool(self.tls_client_key_encrypted):
             errors["tls_client_cert"] = "A client certificate and a client key go together: give both or neither."
@@ -126,8 +127,6 @@ class VaultConnection(SecurityDefinition):
 
     def ping(self) -> PingResult:
         """Ask Vault's health endpoint with this connection's settings (``connections.base.Pingable``)."""
-        from connections import vault
-
         return vault.ping(self)
 
     def set_token(self, token: str) -> None:

@@ -17,12 +17,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from accounts.models import SecurityDefinition
 from integration import jsonio
 from integration.admin_base import ListingMixin, count_of, search_terms
-from integration.channels.rest import json_default
+from integration.channels import security
 from integration.errors import SwitchboardError, error_body
 from integration.invoke import invoke, new_cid
+from integration.jsonio import json_default
 from integration.models import DeployedService, RestChannel, ServiceModule, WebSocketChannel, WebSocketClient
 from integration.services import ChannelInfo
 
@@ -170,15 +170,20 @@ class SecurityTypeFilter(admin.SimpleListFilter):
     parameter_name = "security_type"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("none", "None (open to anyone)"), *SecurityDefinition.SecType.choices]
+        return [("none", "None (open to anyone)"), *security.choices()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[RestChannel]) -> QuerySet[RestChannel]:
         value = self.value()
         if value == "none":
             return queryset.filter(security__isnull=True)
-        if value in SecurityDefinition.SecType.values:
+        if value in dict(security.choices()):
             return queryset.filter(security__sec_type=value)
         return queryset
+
+
+def _definitions() -> QuerySet[Any]:
+    """Every security definition (the model the channels' ``security`` points at; no import of ``accounts``)."""
+    return RestChannel._meta.get_field("security").related_model.objects.all()
 
 
 @admin.register(RestChannel)
@@ -210,7 +215,7 @@ class RestChannelAdmin(ListingMixin):
         """
         for term in search_terms(search_term):
             services = DeployedService.objects.filter(name__icontains=term).values("pk")
-            definitions = SecurityDefinition.objects.filter(name__icontains=term).values("pk")
+            definitions = _definitions().filter(name__icontains=term).values("pk")
             queryset = queryset.filter(
                 Q(name__icontains=term) | Q(url_path__icontains=term) | Q(service__in=services)
                 | Q(security__in=definitions)
@@ -267,7 +272,7 @@ class WebSocketChannelAdmin(ListingMixin):
         """As for REST channels: services and definitions are matched in their own small tables first."""
         for term in search_terms(search_term):
             services = DeployedService.objects.filter(name__icontains=term).values("pk")
-            definitions = SecurityDefinition.objects.filter(name__icontains=term).values("pk")
+            definitions = _definitions().filter(name__icontains=term).values("pk")
             queryset = queryset.filter(
                 Q(name__icontains=term) | Q(path__icontains=term) | Q(service__in=services)
                 | Q(security__in=definitions)

@@ -37,8 +37,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from integration.api_schema import ManagementSchema
+from integration.cid import new_cid
 from integration.errors import error_body
-from integration.invoke import new_cid
 
 # NUL (PostgreSQL text cannot contain it) and lone surrogates (not encodable as UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -12,13 +12,16 @@ authors cannot override any of it.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery import current_app
+
 from integration import metrics
+from integration import push as pushes
 from integration import snapshot as snapshots
+from integration.cid import new_cid
 from integration.errors import InternalError, MethodNotAllowed, ServiceNotFound, SwitchboardError
 from integration.registry import ServiceInfo
 from integration.services import (
@@ -31,13 +34,10 @@ from integration.services import (
     Service,
 )
 
+__all__ = ["invoke", "invoke_info", "new_cid"]
+
 logger = logging.getLogger("integration.invoke")
 MAX_DEPTH = 64
-
-
-def new_cid() -> str:
-    """A correlation id: 96 random bits as 24 lowercase hex characters."""
-    return secrets.token_hex(12)
 
 
 @dataclass
@@ -134,6 +134,18 @@ class Invoker:
             return getattr(service, f"handle_{method}")
         return service.handle
 
+    @property
+    def out(self) -> Any:
+        """``self.out`` of the services it runs: the snapshot's outgoing connections (``connections.outgoing``)."""
+        return self.snapshot.outgoing.namespace
+
+    def submit_async(self, name: str, payload: Any, parent_cid: str | None = None) -> str:
+        """Hand an invocation to a Celery worker (task ``integration.invoke_async``); its new CID."""
+        return submit_async(name, payload, parent_cid)
+
+    def push(self, data: Any, **recipients: Any) -> None:
+        pushes.push(data, **recipients)
+
     def invoke_nested(self, caller: Service, name: str, payload: Any) -> Any:
         info = self.lookup(name)
         if info.cls is type(caller):
@@ -146,6 +158,26 @@ class Invoker:
         finally:
             self.depth -= 1
         return result.payload
+
+
+def submit_async(name: str, payload: Any, parent_cid: str | None = None) -> str:
+    """Queue an invocation for a Celery worker by the task's name (``integration.tasks``); its new CID."""
+    cid = new_cid()
+    current_app.send_task("integration.invoke_async", args=(name, payload, cid, parent_cid))
+    return cid
+
+
+def call_service(name: str, payload: Any, *, cid: str, channel: ChannelInfo) -> Result | None:
+    """Invoke a service by name from code a channel hands this to (a security type's chooser service).
+
+    None when no service of that name is deployed. Security types receive this function from the
+    channel (``request.call_service``) instead of importing the invocation path.
+    """
+    snap = snapshots.current()
+    info = snap.registry.get(name)
+    if info is None:
+        return None
+    return Invoker(cid, snap).run(info, payload, channel=channel)
 
 
 def invoke(

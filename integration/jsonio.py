@@ -37,10 +37,13 @@ this module's job: each caller has its own (``MAX_REQUEST_BODY``, a WebSocket ch
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
 import math
 import re
 import sys
+import uuid
 from itertools import accumulate
 from typing import Any
 
@@ -188,3 +191,14 @@ def _float(text: str) -> float:
     if not math.isfinite(value):
         raise _Refused(f"the number {text[:24]}{'...' if len(text) > 24 else ''} is out of range")
     return value
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps``' ``default`` for what services return: dates, decimals, UUIDs, sets and tuples."""
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from integration.invoke import new_cid
+from integration.cid import new_cid
 
 
 class CorrelationIdMiddleware:

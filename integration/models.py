@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import F
 from django.utils import timezone
 
+from integration.channels import security
 from integration.services import HTTP_VERBS
 from integration.signals import config_model
 
@@ -220,12 +221,28 @@ class RestChannel(CleanOnSave):
         self.method = (self.method or "").upper()
         if self.method and self.method not in HTTP_VERBS:
             errors["method"] = f"Method must be blank or one of {', '.join(HTTP_VERBS)}."
+        problem = security_problem(self, security.REST)
+        if problem:
+            errors["security"] = problem
         if errors:
             raise ValidationError(errors)
 
     @property
     def path_params(self) -> list[str]:
         return _PARAM.findall(self.url_path)
+
+
+def security_problem(channel: models.Model, kind: str) -> str:
+    """Why the channel's security definition cannot protect a channel of ``kind`` ("" when it can).
+
+    The registry of security types decides (``integration.channels.security``): a type that is
+    not registered (a removed plug-in), or does not allow this kind, is named in the message.
+    """
+    if channel.security_id is None:
+        return ""
+    definitions = channel._meta.get_field("security").related_model
+    sec_type = definitions.objects.filter(pk=channel.security_id).values_list("sec_type", flat=True).first()
+    return security.problem(sec_type, kind)
 
 
 def path_problem(path: str, allowed: re.Pattern[str], what: str, chars_note: str) -> str | None:
@@ -291,9 +308,6 @@ class InvocationStat(models.Model):
 
 
 _WS_PATH_CHARS = re.compile(r"^/[A-Za-z0-9_\-./~:@!$&'()*+,;=%]*$")
-# Security definition types whose credentials a WebSocket client can carry: a token (JWT,
-# API key, Vault token) or a username and secret (Basic Auth, technical account, Vault).
-WEBSOCKET_SECURITY_TYPES = ("jwt", "basic_auth", "tech_acc", "apikey", "vault_conn_sec")
 #: Largest value of a channel's whole-number limits: PostgreSQL's integer column, on every
 #: database, so a channel saved on SQLite saves on PostgreSQL too.
 MAX_LIMIT = 2**31 - 1
@@ -398,12 +412,9 @@ class WebSocketChannel(CleanOnSave):
         bad = [name for name in names if len(name) > 200 or any(char.isspace() for char in name)]
         if bad:
             errors["allowed_services"] = f"Not a service name: {bad[0][:50]!r}. Write one name per line."
-        if self.security_id is not None:
-            from accounts.models import SecurityDefinition
-
-            sec_type = SecurityDefinition.objects.filter(pk=self.security_id).values_list("sec_type", flat=True).first()
-            if sec_type is not None and sec_type not in WEBSOCKET_SECURITY_TYPES:
-                errors["security"] = "WebSocket clients cannot carry this type of credentials."
+        problem = security_problem(self, security.WEBSOCKET)
+        if problem:
+            errors["security"] = problem
         for field, unit in _WEBSOCKET_LIMITS.items():
             value = getattr(self, field)
             if isinstance(value, int) and value > MAX_LIMIT:

@@ -48,8 +48,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from integration.cid import new_cid
 from integration.errors import PushFailed
-from integration.invoke import new_cid
+from integration.jsonio import json_default
 
 __all__ = ["PushFailed", "apush", "disconnect", "layer_call", "push"]
 
@@ -131,8 +132,6 @@ def push_event(
     snap: Any = None,
 ) -> tuple[str, dict[str, Any]]:
     """The group and layer event for a push. The data is encoded to JSON once, here, not per recipient."""
-    from integration.channels.rest import json_default
-
     text = json.dumps(data, default=json_default, separators=(",", ":"))
     event: dict[str, Any] = {"type": PUSH_EVENT, "text": text, "cid": cid or new_cid()}
     if client is not None:

@@ -192,9 +192,17 @@ class Service:
 
     def invoke_async(self, name: str, payload: Any = None) -> str:
         """Hand an invocation to a Celery worker; return the new CID at once."""
-        from integration.tasks import submit_invocation
+        return self._invoker.submit_async(name, payload, parent_cid=self.cid)
 
-        return submit_invocation(name, payload, parent_cid=self.cid)
+    @property
+    def out(self) -> Any:
+        """Outgoing connections by kind and name: ``self.out.vault["prod"]`` (``connections.outgoing``)."""
+        return self._invoker.out
+
+    @property
+    def outgoing(self) -> Any:
+        """Zato's other spelling of ``self.out`` (``self.outgoing.plain_http[name]``)."""
+        return self._invoker.out
 
     def push(
         self, data: Any, *, client: str | None = None, channel: str | None = None, user: str | None = None
@@ -207,13 +215,11 @@ class Service:
         Raises ``PushFailed`` (503 to the caller, unless the service catches it) when the layer
         cannot be reached within ``PUSH_TIMEOUT`` seconds.
         """
-        from integration.push import push
-
         if client is None and channel is None and user is None:
             client = getattr(getattr(self, "channel", None), "client_id", None)
             if client is None:
                 raise ValueError("Name who gets the push: client=, channel= or user=")
-        push(data, client=client, channel=channel, user=user, cid=getattr(self, "cid", None))
+        self._invoker.push(data, client=client, channel=channel, user=user, cid=getattr(self, "cid", None))
 
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

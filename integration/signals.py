@@ -2,18 +2,23 @@
 
 ``CONFIG_MODELS`` lists the models whose rows feed the snapshot; later apps add theirs
 (``config_model`` decorator). Bulk ``update()``/``bulk_create`` do not send signals:
-code that uses them calls ``integration.snapshot.changed()`` itself.
+code that uses them calls ``changed()`` itself.
+
+This module imports nothing of Switchboard's, so every app may use it: ``changed()`` calls
+the listeners registered with ``on_change`` (``integration.snapshot.changed``, which bumps
+the version and refreshes this process on commit, registered in ``IntegrationConfig.ready``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 CONFIG_MODELS: list[type] = []
 _batch = threading.local()
+_listeners: list[Callable[[], None]] = []
 
 
 def config_model(model: type) -> type:
@@ -21,14 +26,24 @@ def config_model(model: type) -> type:
     return model
 
 
+def on_change(listener: Callable[[], None]) -> None:
+    """Call ``listener()`` on every configuration change (once per ``one_change`` block)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def changed() -> None:
+    """Record a configuration change: tell every listener (the snapshot bumps the version)."""
+    if getattr(_batch, "depth", 0):
+        _batch.dirty = True
+        return
+    for listener in _listeners:
+        listener()
+
+
 def config_saved(sender: type, **kwargs: Any) -> None:
     if sender and any(issubclass(sender, model) for model in CONFIG_MODELS):
-        if getattr(_batch, "depth", 0):
-            _batch.dirty = True
-            return
-        from integration import snapshot
-
-        snapshot.changed()
+        changed()
 
 
 @contextmanager
@@ -41,12 +56,4 @@ def one_change() -> Iterator[None]:
         _batch.depth -= 1
     if _batch.depth == 0 and getattr(_batch, "dirty", False):
         _batch.dirty = False
-        from integration import snapshot
-
-        snapshot.changed()
-
-
-def after_migrate(**kwargs: Any) -> None:
-    from integration.deploy import sync_builtin
-
-    sync_builtin()
+        changed()

@@ -1,20 +1,18 @@
-"""The compiled per-process snapshot of configuration, and the thread that keeps it fresh.
+"""The compiled per-process snapshot of configuration.
 
 Request handling reads ``current()`` (a module global: no queries). The snapshot holds
-the service registry, the REST routing table, the WebSocket channels by path and the
-security authenticators, all built from the database at one ``ConfigVersion``. A daemon
-thread in each server and worker process polls that version (one tiny query every
-``CONFIG_POLL_INTERVAL`` seconds, not per request) and the pickup directory, and swaps in
-a new snapshot when something changed. Requests already running keep the objects they
+the service registry, the compiled security definitions, the outgoing connections and one
+table per registered channel type (``channels["rest"]``, ``channels["websocket"]``...), all
+built from the database at one ``ConfigVersion``; it names no type of either itself, it
+asks the registries (``integration.channels.base``, ``integration.channels.security``,
+``connections.base``). A daemon
+thread in each server and worker process polls that version (``integration.poller``) and
+swaps in a new snapshot when something changed. Requests already running keep the objects they
 looked up, so a swap never fails them. Writes made in this process refresh it at once,
 on commit.
 
-A process never answers its first request from a snapshot it did not check: a snapshot
-built before a fork (gunicorn's ``preload_app``), or at import some time before a server
-started taking requests, may be older than the configuration the database already holds.
-``ensure_poller()``, called before every request, compares the version once per process
-(the first call after start or fork) before it starts that process's poller; from then on
-the poller keeps the snapshot within ``CONFIG_POLL_INTERVAL`` of the database.
+The thread that keeps it fresh, and the check before a process's first request, are in
+``integration.poller``.
 """
 
 from __future__ import annotations
@@ -27,13 +25,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import connections, transaction
 
-from integration import metrics
+from connections.base import OutgoingTable
+from integration.channels import base as channel_types
+from integration.channels.security import SecurityTable
+from integration.models import ConfigVersion, ServiceModule
 from integration.registry import DeploymentError, LoadedModule, Registry, load_builtin, load_source, recall
 
 if TYPE_CHECKING:
-    from accounts.security import SecurityTable
     from integration.channels.routing import RoutingTable
     from integration.channels.ws_routing import WebSocketTable
 
@@ -44,15 +44,34 @@ logger = logging.getLogger(__name__)
 class Snapshot:
     version: int
     registry: Registry
-    routes: RoutingTable
     security: SecurityTable
-    websockets: WebSocketTable
+    outgoing: OutgoingTable
+    channels: dict[str, Any]  # channel type name -> its compiled table
     built_at: float
+
+    # The two kinds the platform's own code looks up on every request, named for readability.
+    @property
+    def routes(self) -> RoutingTable:
+        return self.channels["rest"]
+
+    @property
+    def websockets(self) -> WebSocketTable:
+        return self.channels["websocket"]
 
 
 _current: Snapshot | None = None
 _dirty = False  # set by changed(): this process wrote configuration, rebuild before next use
 _lock = threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    # A fork copies the lock in whatever state another thread of the parent left it; that
+    # thread does not exist in the child, so a held lock would never be released there.
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def current() -> Snapshot:
@@ -75,8 +94,6 @@ def peek() -> Snapshot | None:
 def refresh(*, force: bool = False) -> Snapshot:
     """Rebuild the snapshot if the configuration version moved (or when forced)."""
     global _current, _dirty
-    from integration.models import ConfigVersion
-
     with _lock:
         _dirty = False
         version = ConfigVersion.current()
@@ -88,11 +105,6 @@ def refresh(*, force: bool = False) -> Snapshot:
 
 
 def _build(version: int, previous: Snapshot | None) -> Snapshot:
-    from accounts.security import SecurityTable
-    from integration.channels.routing import RoutingTable
-    from integration.channels.ws_routing import WebSocketTable
-    from integration.models import ServiceModule
-
     started = time.perf_counter()
     old_modules = dict(previous.registry.modules) if previous else {}
     modules: list[LoadedModule] = []
@@ -130,22 +142,25 @@ def _build(version: int, previous: Snapshot | None) -> Snapshot:
                 modules.append(old)
     registry = Registry(modules)
     security = SecurityTable.build()
-    routes = RoutingTable.build(registry, security)
-    websockets = WebSocketTable.build(registry, security)
-    snap = Snapshot(version, registry, routes, security, websockets, time.time())
+    outgoing = OutgoingTable.build(previous.outgoing if previous else None)
+    context = channel_types.BuildContext(registry, security, outgoing)
+    channels = {channel_type.name: channel_type.build(context) for channel_type in channel_types.types()}
+    snap = Snapshot(version, registry, security, outgoing, channels, time.time())
+    if previous is not None:
+        previous.outgoing.retire_unused(outgoing)  # clients of changed or deleted connections: closed
     logger.debug(
-        "Configuration version %s loaded: %d services, %d REST channels, %d WebSocket channels in %.1f ms",
-        version, len(registry), len(routes), len(websockets), (time.perf_counter() - started) * 1000,
+        "Configuration version %s loaded: %d services, %s, %d outgoing connections in %.1f ms",
+        version, len(registry), ", ".join(f"{len(table)} {name} channels" for name, table in channels.items()),
+        len(outgoing), (time.perf_counter() - started) * 1000,
     )
     return snap
 
 
 def changed() -> None:
-    """Record a configuration change: bump the version now, refresh this process on commit."""
-    from django.db import transaction
+    """Record a configuration change: bump the version now, refresh this process on commit.
 
-    from integration.models import ConfigVersion
-
+    Models and other apps call ``integration.signals.changed()``, which calls this.
+    """
     global _dirty
     ConfigVersion.bump()
     _dirty = True
@@ -164,78 +179,6 @@ def _refresh_quietly() -> None:
         refresh()
     except Exception:
         logger.exception("Could not refresh the configuration snapshot")
-
-
-# --- The background poller ----------------------------------------------------------------------
-
-_poller_pid: int | None = None
-
-
-def ensure_poller() -> None:
-    """Before a request: once per process, check the configuration version, then start the poller.
-
-    The pid comparison is the only per-request cost. The first call in a process (after start
-    or after a fork: threads and the parent's checks do not carry over) refreshes the snapshot
-    before the request it precedes is served, so a restarted worker cannot answer from the
-    configuration its parent, or its own import, loaded earlier. If the database cannot be
-    reached just then, the process serves what it has (it can see no newer version) and the
-    poller keeps trying.
-    """
-    global _poller_pid
-    if _poller_pid == os.getpid():
-        return
-    with _lock:
-        pid = os.getpid()
-        if _poller_pid == pid:
-            return
-        try:
-            refresh()
-        except Exception as exc:
-            logger.warning("Configuration version check before the first request failed: %s", exc)
-            connections.close_all()
-        _poller_pid = pid
-        if not settings.CONFIG_POLLER:
-            return
-        thread = threading.Thread(target=_poll_forever, name="switchboard-config-poller", daemon=True)
-        thread.start()
-        metrics.install_exit_flush()
-
-
-def _after_fork_in_child() -> None:
-    # A fork copies the lock in whatever state another thread of the parent left it; that
-    # thread does not exist in the child, so a held lock would never be released there.
-    global _lock
-    _lock = threading.RLock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _poll_forever() -> None:
-    from integration.deploy import PickupWatcher
-
-    watcher = PickupWatcher(settings.PICKUP_DIR) if settings.PICKUP_WATCH else None
-    interval = settings.CONFIG_POLL_INTERVAL
-    while True:
-        time.sleep(interval)
-        try:
-            close_old_connections()
-            if watcher is not None:
-                watcher.scan()
-            refresh()
-        except Exception as exc:  # keep polling whatever happens; the database may come back
-            logger.warning("Configuration poll failed: %s", exc)
-            connections.close_all()
-        _flush_metrics()
-
-
-def _flush_metrics() -> None:
-    """Write this process's invocation statistics when they are due (they stay pending if that fails)."""
-    try:
-        metrics.recorder.maybe_flush()
-    except Exception as exc:
-        logger.warning("Writing invocation statistics failed: %s", exc)
-        connections.close_all()
 
 
 def warm() -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 
 from integration.errors import SwitchboardError
-from integration.invoke import invoke, new_cid
+from integration.invoke import invoke, submit_async
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,5 @@ def invoke_async(name: str, payload: Any, cid: str, parent_cid: str | None = Non
 
 
 def submit_invocation(name: str, payload: Any, parent_cid: str | None = None) -> str:
-    cid = new_cid()
-    invoke_async.delay(name, payload, cid, parent_cid)
-    return cid
+    """Queue ``name`` for a worker; its new CID (``integration.invoke.submit_async``, by the task's name)."""
+    return submit_async(name, payload, parent_cid)

@@ -82,10 +82,10 @@ def token_header(user: Any, **token_options: Any) -> str:
 @pytest.fixture
 def totp_device(db: None) -> Callable[..., tuple[Any, bytes]]:
     """``totp_device(user, key=None)`` -> (confirmed TOTPDevice, key bytes); replaces the user's devices."""
-    from accounts import totp
+    from accounts import enrolment
 
     def _make(user: Any, key: bytes | None = None) -> tuple[Any, bytes]:
-        return totp.reset_key(user, key)
+        return enrolment.reset_key(user, key)
 
     return _make
 

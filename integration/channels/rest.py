@@ -13,11 +13,8 @@ also mounted as a catch-all view in ``config/urls.py`` for ASGI servers and the 
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import json
 import logging
-import uuid
 from typing import Any
 
 from django.conf import settings
@@ -29,7 +26,7 @@ from django.views.decorators.common import no_append_slash
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed
 
-from integration import jsonio
+from integration import jsonio, poller
 from integration import snapshot as snapshots
 from integration.channels.http_checks import (
     HTTPPolicy,
@@ -38,17 +35,20 @@ from integration.channels.http_checks import (
     is_chunked,
     security_logger,
 )
+from integration.cid import new_cid
 from integration.errors import (
     BadRequest,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     SwitchboardError,
     Unauthorized,
     UnsupportedMediaType,
     error_body,
 )
-from integration.invoke import invoke_info, new_cid
+from integration.invoke import call_service, invoke_info
+from integration.jsonio import json_default
 from integration.models import reserved_prefix
 from integration.services import HTTP_VERBS, ChannelInfo, Headers, HTTPRequestInfo
 
@@ -57,16 +57,6 @@ logger = logging.getLogger(__name__)
 CID_HEADER = "X-Zato-CID"
 _JSON_BODY_TYPES = ("", "application/json", "text/plain", "application/x-www-form-urlencoded")
 _TEXT_TYPES = {"json": "application/json", "text": "text/plain; charset=utf-8", "xml": "application/xml"}
-
-
-def json_default(value: Any) -> Any:
-    if isinstance(value, (dt.date, dt.datetime, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (decimal.Decimal, uuid.UUID)):
-        return str(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def error_response(exc: SwitchboardError, cid: str) -> HttpResponse:
@@ -148,9 +138,15 @@ def _dispatch(request: HttpRequest, cid: str) -> HttpResponse:
 
 
 def _authenticate(channel: Any, request: HttpRequest) -> Any:
+    """The caller's identity, through the security type's contract (``integration.channels.security``)."""
     authenticator = channel.security
     if authenticator is None:
-        raise Unauthorized()
+        # Its definition cannot be used (failed to load, type removed or not allowed): nobody passes,
+        # and the caller is told it is the platform's fault, not theirs.
+        logger.error("[%s] REST channel %s refuses every caller: %s", request.cid, channel.name,
+                     channel.security_problem or "its security definition cannot be loaded")
+        raise ServiceUnavailable("The channel's security definition cannot be used; the administrator was told")
+    request.call_service = call_service  # for types that invoke a service (Vault's chooser)
     try:
         result = authenticator.authenticate(request)
         if result is None:
@@ -223,7 +219,7 @@ class WSGIApplication:
     """Route REST channel paths around Django's middleware; everything else to Django.
 
     For every request, before routing: the first request of a process checks the
-    configuration version (``snapshot.ensure_poller``), the server's own environment is taken
+    configuration version (``poller.ensure_poller``), the server's own environment is taken
     out of the environ (``http_checks.InheritedEnviron``), and a chunked body is read so that
     Django sees it (413 above ``MAX_REQUEST_BODY``). For channel paths, the checks Django's
     middleware would have made for the deployment: ``ALLOWED_HOSTS`` (400), the HTTPS redirect
@@ -237,7 +233,7 @@ class WSGIApplication:
         self.max_body = settings.MAX_REQUEST_BODY
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        snapshots.ensure_poller()
+        poller.ensure_poller()
         self.inherited.strip_headers(environ)
         if is_chunked(environ) and not buffer_chunked_body(environ, self.max_body):
             # The rest of the body is never read; the server discards it or closes the connection.

@@ -23,12 +23,14 @@ from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from integration.channels import security
+from integration.channels.base import BuildContext, ChannelType
 from integration.errors import MethodNotAllowed, NotAcceptable, NotFound
+from integration.models import RestChannel
 
 if TYPE_CHECKING:
-    from accounts.authentication import DefinitionAuthentication
-    from accounts.security import SecurityTable
-    from integration.registry import Registry, ServiceInfo
+    from integration.channels.security import Authenticator
+    from integration.registry import ServiceInfo
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -60,10 +62,11 @@ class CompiledChannel:
     accepts: tuple[AcceptPattern, ...]
     service_name: str
     service: ServiceInfo | None  # None: the service is not deployed in this process
-    security: DefinitionAuthentication | None
+    security: Authenticator | None  # None with has_security: see security_problem
     has_security: bool
     data_format: str
     merge_url_params: bool
+    security_problem: str = ""  # why its definition cannot be used: the channel answers 503
 
 
 @lru_cache(maxsize=2048)
@@ -162,15 +165,16 @@ class RoutingTable:
         return len(self.channels)
 
     @classmethod
-    def build(cls, registry: Registry, security: SecurityTable) -> RoutingTable:
-        from integration.models import RestChannel
-
+    def build(cls, context: BuildContext) -> RoutingTable:
         rows = RestChannel.objects.values_list(
             "id", "name", "is_active", "url_path", "method", "accept", "service__name", "security_id",
-            "data_format", "merge_url_params",
+            "security__sec_type", "data_format", "merge_url_params",
         )
-        compiled = [
-            CompiledChannel(
+        compiled = []
+        for pk, name, is_active, url_path, method, accept, service_name, security_id, sec_type, data_format, merge \
+                in rows:
+            authenticator, problem = context.authenticator(security.REST, security_id, sec_type)
+            compiled.append(CompiledChannel(
                 id=pk,
                 name=name,
                 is_active=is_active,
@@ -178,14 +182,13 @@ class RoutingTable:
                 method=method,
                 accepts=tuple(AcceptPattern.parse(p) for p in (accept.split(",") if accept else [""])),
                 service_name=service_name,
-                service=registry.get(service_name),
-                security=security.get(security_id),
+                service=context.registry.get(service_name),
+                security=authenticator,
                 has_security=security_id is not None,
                 data_format=data_format,
                 merge_url_params=merge,
-            )
-            for pk, name, is_active, url_path, method, accept, service_name, security_id, data_format, merge in rows
-        ]
+                security_problem=problem,
+            ))
         return cls(compiled)
 
     def _path_candidates(self, path: str) -> list[tuple[int, CompiledChannel, dict[str, str]]]:
@@ -238,3 +241,13 @@ def _compile(url_path: str) -> re.Pattern[str]:
     parts.append(re.escape(url_path[last:]))
     return re.compile("^" + "".join(parts) + "$")
 
+
+
+class RestChannelType(ChannelType):
+    """REST channels: compiled into a ``RoutingTable`` (``snap.channels["rest"]``)."""
+
+    name = security.REST
+    label = "REST"
+
+    def build(self, context: BuildContext) -> RoutingTable:
+        return RoutingTable.build(context)

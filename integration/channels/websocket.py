@@ -106,7 +106,6 @@ arrive on its connection's own layer channel.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import hmac
@@ -135,8 +134,10 @@ from rest_framework.exceptions import AuthenticationFailed
 from integration import jsonio
 from integration import push as pushes
 from integration import snapshot as snapshots
+from integration.channels.security import Authenticator, CredentialsRefused, Session
 from integration.channels.ws_groups import LAYER_CONCURRENCY, RECEIVE_RETRY, RECEIVE_RETRY_MAX, GroupHub
-from integration.channels.ws_routing import CompiledWebSocketChannel
+from integration.channels.ws_routing import CompiledWebSocketChannel, OriginPolicy, allowed_origins
+from integration.cid import new_cid
 from integration.errors import (
     Forbidden,
     InternalError,
@@ -147,7 +148,7 @@ from integration.errors import (
     TooManyRequests,
     error_body,
 )
-from integration.invoke import invoke_info, new_cid
+from integration.invoke import call_service, invoke_info
 from integration.services import ChannelInfo, Headers, HTTPRequestInfo
 
 logger = logging.getLogger(__name__)
@@ -209,97 +210,55 @@ class BadMessage(Exception):
 
 @dataclass(frozen=True)
 class Login:
-    """A successful authentication: who, and for JWT the session to keep alive."""
+    """A successful authentication: who, and the session (a JWT's) the connection keeps alive, if any."""
 
     username: str | None
     definition: str | None
-    jwt_sid: str | None = None
-    jwt_ttl: int = 0
+    session: Session | None = None
 
 
 @dataclass
 class AuthRequest:
-    """The parts of an HTTP request that the security definitions' authenticators read."""
+    """The parts of an HTTP request that security types read (``integration.channels.security``)."""
 
     META: dict[str, str]
     cid: str
     path_info: str
     body: bytes = b""
+    call_service: Any = call_service  # for types that invoke a service (Vault's chooser)
 
 
-# --- Credentials ------------------------------------------------------------------------------------
-
-
-def _wsgi(value: str) -> str:
-    """A header value as WSGI hands it over (UTF-8 bytes read as latin-1), which the authenticators expect."""
-    return value.encode("utf-8").decode("latin-1")
+# --- Credentials: only through the security type's contract -----------------------------------------
 
 
 def credential_headers(
-    authenticator: Any, *, token: str | None = None, username: str | None = None, password: str | None = None
+    authenticator: Authenticator, *, token: str | None = None, username: str | None = None,
+    password: str | None = None,
 ) -> dict[str, str]:
-    """The request headers carrying these credentials for this definition's type; ``Refused`` if it needs others."""
-    sec_type = authenticator.sec_type
-    if sec_type == "jwt":
-        if not token:
-            raise Refused(AUTH_FAILED, "This channel expects a JWT token")
-        return {"HTTP_AUTHORIZATION": "Bearer " + _wsgi(token)}
-    if sec_type == "apikey":
-        key = token or password
-        if not key:
-            raise Refused(AUTH_FAILED, "This channel expects an API key (as the token)")
-        return {authenticator.environ_key: _wsgi(key)}
-    if sec_type == "vault_conn_sec":
-        if username is not None and password is not None:
-            return {"HTTP_X_ZATO_VAULT_USERNAME": _wsgi(username), "HTTP_X_ZATO_VAULT_PASSWORD": _wsgi(password)}
-        if token:
-            return {"HTTP_X_ZATO_VAULT_TOKEN": _wsgi(token)}
-        raise Refused(AUTH_FAILED, "This channel expects a Vault token, or a username and password")
-    if username is None or password is None:
-        raise Refused(AUTH_FAILED, "This channel expects a username and password")
-    if sec_type == "basic_auth":
-        encoded = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        return {"HTTP_AUTHORIZATION": "Basic " + encoded}
-    if sec_type == "tech_acc":
-        return {"HTTP_X_ZATO_USER": _wsgi(username), "HTTP_X_ZATO_PASSWORD": _wsgi(password)}
-    raise Refused(AUTH_FAILED, "WebSocket clients cannot carry this channel's type of credentials")
+    """The request headers carrying credentials sent in a message; ``Refused`` if the type needs others."""
+    try:
+        return authenticator.websocket_credentials(token=token, username=username, password=password)
+    except CredentialsRefused as exc:
+        raise Refused(AUTH_FAILED, str(exc.detail)) from None
 
 
-def has_header_credentials(authenticator: Any, meta: dict[str, str]) -> bool:
-    """Whether the upgrade request carries credentials of the definition's kind.
-
-    The scheme is checked for Authorization, since a browser may attach Basic credentials
-    it has cached for the host to a JWT channel's handshake; those are not the client's intent.
-    """
-    sec_type = authenticator.sec_type
-    authorization = meta.get("HTTP_AUTHORIZATION", "").lstrip().lower()
-    if sec_type == "jwt":
-        return authorization.startswith("bearer ")
-    if sec_type == "basic_auth":
-        return authorization.startswith("basic ")
-    if sec_type == "apikey":
-        return bool(meta.get(authenticator.environ_key))
-    if sec_type == "tech_acc":
-        return "HTTP_X_ZATO_USER" in meta
-    if sec_type == "vault_conn_sec":
-        return any(key in meta for key in (
-            "HTTP_X_ZATO_VAULT_TOKEN", "HTTP_X_ZATO_VAULT_USERNAME", "HTTP_X_ZATO_VAULT_TOKEN_GITHUB"))
-    return False
+def unusable(channel: CompiledWebSocketChannel) -> Refused:
+    """A channel whose definition cannot be used refuses everyone: 4503, the platform's fault, not the client's."""
+    logger.error("WebSocket channel %s refuses every client: %s", channel.name,
+                 channel.security_problem or "its security definition cannot be loaded")
+    return Refused(UNAVAILABLE, "The channel's security definition cannot be used")
 
 
 def authenticate(channel: CompiledWebSocketChannel, meta: dict[str, str], path: str) -> Login:
     """Check credentials with the channel's definition (blocking: runs in a thread). Raises ``Refused``."""
-    from accounts import tokens
-
     authenticator = channel.security
     if authenticator is None:
-        logger.error("WebSocket channel %s: its security definition cannot be loaded; refusing", channel.name)
-        raise Refused(AUTH_FAILED, "Unauthorized")
+        raise unusable(channel)
     request = AuthRequest(meta, new_cid(), path)
     try:
         result = authenticator.authenticate(request)
     except AuthenticationFailed:
-        if authenticator.sec_type == "jwt" and _jwt_session_ended(authenticator, meta):
+        if authenticator.session_ended(request):
             raise Refused(SESSION_ENDED, "Token expired or logged out") from None
         raise Refused(AUTH_FAILED, "Unauthorized") from None
     except ServiceUnavailable as exc:
@@ -311,23 +270,7 @@ def authenticate(channel: CompiledWebSocketChannel, meta: dict[str, str], path: 
     if result is None:
         raise Refused(AUTH_FAILED, "Unauthorized")
     identity = result[0]
-    if authenticator.sec_type == "jwt":
-        claims = tokens.open_token(meta["HTTP_AUTHORIZATION"].strip().partition(" ")[2].strip())
-        return Login(identity.username, identity.definition, claims.sid, authenticator.ttl)
-    return Login(identity.username, identity.definition)
-
-
-def _jwt_session_ended(authenticator: Any, meta: dict[str, str]) -> bool:
-    """After a refusal: was the token itself good (ours, this definition's), so its session has ended?"""
-    from accounts import tokens
-
-    token = meta.get("HTTP_AUTHORIZATION", "").strip().partition(" ")[2].strip()
-    try:
-        claims = tokens.open_token(token)
-    except tokens.InvalidToken:
-        return False
-    return (authenticator.is_active and claims.definition_id == authenticator.definition_id
-            and claims.username == authenticator.username)
+    return Login(identity.username, identity.definition, authenticator.session(request))
 
 
 def _text(value: Any, name: str) -> str | None:
@@ -552,7 +495,7 @@ def _now_iso() -> str:
 
 
 def _dumps(value: Any) -> str:
-    from integration.channels.rest import json_default
+    from integration.jsonio import json_default
 
     return json.dumps(value, default=json_default, separators=(",", ":"))
 
@@ -626,8 +569,8 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         self.mode: str | None = None  # "zato" or "plain", fixed by the first message
         self.zato_token: str | None = None
         self.zato_token_expires = 0.0
-        self.jwt_valid_until = 0.0
-        self.jwt_checked_at = 0.0
+        self.session_valid_until = 0.0
+        self.session_checked_at = 0.0
         self.client_id = uuid.uuid4().hex
         self.shared_groups: list[str] = []  # the GroupHub's groups this connection joined
         self.row_id: int | None = None
@@ -666,7 +609,7 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         try:
             if not channel.has_security:
                 await self._logged_in(Login(None, None))
-            elif channel.security is not None and has_header_credentials(channel.security, self.meta):
+            elif channel.security is None or channel.security.has_header_credentials(self.meta):
                 login = await self.supervisor.in_thread(authenticate, channel, self.meta, self.path)
                 await self._logged_in(login)
         except Refused as refused:
@@ -700,9 +643,9 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         self.authenticated = True
         self.login = login
         now = time.monotonic()
-        if login.jwt_sid:
-            self.jwt_checked_at = now
-            self.jwt_valid_until = now + login.jwt_ttl - settings.JWT_SESSION_RECHECK
+        if login.session is not None:
+            self.session_checked_at = now
+            self.session_valid_until = now + login.session.ttl - settings.JWT_SESSION_RECHECK
         if not first:
             return
         shared = [pushes.channel_group(self.channel.id)]
@@ -787,7 +730,7 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         if not self.authenticated:
             if now - self.connected_at > channel.new_token_wait_time:
                 verdict = (AUTH_REQUIRED, f"No credentials within {channel.new_token_wait_time} s")
-        elif self.login and self.login.jwt_sid and now > self.jwt_valid_until:
+        elif self.login and self.login.session is not None and now > self.session_valid_until:
             verdict = (SESSION_ENDED, "Token expired")
         elif self.zato_token and now > self.zato_token_expires:
             verdict = (SESSION_ENDED, "Session token expired")
@@ -894,8 +837,8 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
         elif mode != self.mode:
             raise BadMessage("This connection speaks the " + ("Zato form ({\"meta\": ..., \"data\": ...})"
                              if self.mode == "zato" else "plain form ({\"id\": ..., \"payload\": ...})"))
-        if self.login and self.login.jwt_sid:
-            await self._keep_jwt_session(now)
+        if self.login and self.login.session is not None:
+            await self._keep_session(now)
         if mode == "zato":
             await self._zato(message, text, now)
         else:
@@ -907,23 +850,21 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
             return Refused(BAD_INPUT, details[:100])
         return BadMessage(details)
 
-    async def _keep_jwt_session(self, now: float) -> None:
-        """Extend the JWT's session while the connection is used (at most about once a second)."""
-        from accounts import tokens
-
+    async def _keep_session(self, now: float) -> None:
+        """Extend the login's session (a JWT's) while the connection is used (at most about once a second)."""
         login = self.login
-        if login is None or not login.jwt_sid or now - self.jwt_checked_at < max(settings.JWT_SESSION_RECHECK, 1.0):
+        if login is None or login.session is None or (
+                now - self.session_checked_at < max(settings.JWT_SESSION_RECHECK, 1.0)):
             return
-        self.jwt_checked_at = now
-        try:
-            live = await self.supervisor.in_thread(tokens.use, login.jwt_sid, login.jwt_ttl)
-        except tokens.SessionStoreUnavailable as exc:
-            # The session was live until jwt_valid_until; keep to that rather than drop every client at once.
-            logger.warning("JWT session store unavailable for WebSocket %s: %s", self.client_id, exc)
+        self.session_checked_at = now
+        live = await self.supervisor.in_thread(login.session.keep_alive)
+        if live is None:
+            # The store cannot say: the session was live until session_valid_until; keep to that rather
+            # than drop every client at once.
             return
         if not live:
             raise Refused(SESSION_ENDED, "Token expired or logged out")
-        self.jwt_valid_until = now + login.jwt_ttl - settings.JWT_SESSION_RECHECK
+        self.session_valid_until = now + login.session.ttl - settings.JWT_SESSION_RECHECK
 
     # The plain form ----------------------------------------------------------------------------------
 
@@ -965,7 +906,7 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
             raise BadMessage("Already authenticated", 400, request_id)
         if self.channel.has_security:
             if self.channel.security is None:
-                raise Refused(AUTH_FAILED, "Unauthorized")
+                raise unusable(self.channel)
             headers = credential_headers(
                 self.channel.security, token=_text(message.get("token"), "token"),
                 username=_text(message.get("username"), "username"),
@@ -1029,7 +970,7 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
     async def _zato_create_session(self, meta: dict[str, Any], msg_id: Any, now: float) -> None:
         if self.channel.has_security:
             if self.channel.security is None:
-                raise Refused(AUTH_FAILED, "Unauthorized")
+                raise unusable(self.channel)
             username, secret = _text(meta.get("username"), "username"), _text(meta.get("secret"), "secret")
             try:
                 headers = credential_headers(self.channel.security, token=secret, username=username, password=secret)
@@ -1163,3 +1104,7 @@ def _query(raw: bytes) -> dict[str, Any]:
     parsed = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
     return {key: values[0] if len(values) == 1 else values for key, values in parsed.items()}
 
+
+def websocket_application() -> Any:
+    """The ASGI application for the ``websocket`` protocol (``config/asgi.py``): origin policy, then the consumer."""
+    return OriginPolicy(WebSocketChannelConsumer.as_asgi(), allowed_origins())

@@ -4,8 +4,8 @@
 and keeps what the consumer needs per connection (the service, the security definition's
 authenticator, the limits), so opening a connection costs no configuration query.
 
-``websocket_application()`` is what ``config/asgi.py`` mounts for the ``websocket`` protocol:
-the origin policy in front of the one consumer, which refuses unknown paths itself.
+``OriginPolicy`` is what ``integration.channels.websocket.websocket_application()`` puts in
+front of the one consumer, which refuses unknown paths itself.
 
 Origin policy. Browsers send an ``Origin`` header with every WebSocket handshake, and they
 may also attach ambient credentials (cached HTTP Basic Auth) to it, which a hostile page
@@ -35,12 +35,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from channels.security.websocket import OriginValidator, WebsocketDenier
+from django.conf import settings
 from django.http.request import is_same_domain
 
+from integration.channels import security as security_types
+from integration.channels.base import BuildContext, ChannelType
+from integration.models import WebSocketChannel
+
 if TYPE_CHECKING:
-    from accounts.authentication import DefinitionAuthentication
-    from accounts.security import SecurityTable
-    from integration.registry import Registry, ServiceInfo
+    from integration.channels.security import Authenticator
+    from integration.registry import ServiceInfo
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,14 @@ class CompiledWebSocketChannel:
     service_name: str
     service: ServiceInfo | None  # None: the service is not deployed in this process
     security_id: int | None
-    security: DefinitionAuthentication | None  # None with a security_id: the definition failed to load
+    security: Authenticator | None  # None with a security_id: see security_problem
     allowed_services: frozenset[str]
     new_token_wait_time: int
     token_ttl: int
     idle_timeout: int
     max_message_size: int
     max_messages_per_second: int
+    security_problem: str = ""  # why its definition cannot be used: connections are refused with 4503
 
     @property
     def has_security(self) -> bool:
@@ -81,34 +86,44 @@ class WebSocketTable:
         return self.by_path.get(path)
 
     @classmethod
-    def build(cls, registry: Registry, security: SecurityTable) -> WebSocketTable:
-        from integration.models import WebSocketChannel
-
+    def build(cls, context: BuildContext) -> WebSocketTable:
         rows = WebSocketChannel.objects.values_list(
-            "id", "name", "is_active", "path", "service__name", "security_id", "allowed_services",
-            "new_token_wait_time", "token_ttl", "idle_timeout", "max_message_size", "max_messages_per_second",
+            "id", "name", "is_active", "path", "service__name", "security_id", "security__sec_type",
+            "allowed_services", "new_token_wait_time", "token_ttl", "idle_timeout", "max_message_size",
+            "max_messages_per_second",
         )
-        channels = [
-            CompiledWebSocketChannel(
+        channels = []
+        for (pk, name, is_active, path, service_name, security_id, sec_type, allowed, wait, token_ttl, idle,
+             max_size, rate) in rows:
+            authenticator, problem = context.authenticator(security_types.WEBSOCKET, security_id, sec_type)
+            channels.append(CompiledWebSocketChannel(
                 id=pk,
                 name=name,
                 is_active=is_active,
                 path=path,
                 service_name=service_name,
-                service=registry.get(service_name),
+                service=context.registry.get(service_name),
                 security_id=security_id,
-                security=security.get(security_id),
+                security=authenticator,
                 allowed_services=frozenset(line.strip() for line in allowed.splitlines() if line.strip()),
                 new_token_wait_time=wait,
                 token_ttl=token_ttl,
                 idle_timeout=idle,
                 max_message_size=max_size,
                 max_messages_per_second=rate,
-            )
-            for (pk, name, is_active, path, service_name, security_id, allowed, wait, token_ttl, idle, max_size,
-                 rate) in rows
-        ]
+                security_problem=problem,
+            ))
         return cls(channels)
+
+
+class WebSocketChannelType(ChannelType):
+    """WebSocket channels: compiled into a ``WebSocketTable`` (``snap.channels["websocket"]``)."""
+
+    name = security_types.WEBSOCKET
+    label = "WebSocket"
+
+    def build(self, context: BuildContext) -> WebSocketTable:
+        return WebSocketTable.build(context)
 
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
@@ -162,8 +177,6 @@ class OriginPolicy(OriginValidator):
 
 def allowed_origins() -> list[str]:
     """``WEBSOCKET_ALLOWED_ORIGINS``, else the platform's own pages: ``ALLOWED_HOSTS`` at its ports."""
-    from django.conf import settings
-
     if settings.WEBSOCKET_ALLOWED_ORIGINS:
         return list(settings.WEBSOCKET_ALLOWED_ORIGINS)
     schemes = ("https",) if settings.HTTPS else ("http", "https")
@@ -175,10 +188,3 @@ def allowed_origins() -> list[str]:
             continue
         origins += [f"{scheme}://{host}{port}" for scheme in schemes for port in ports]
     return origins
-
-
-def websocket_application() -> Any:
-    """The ASGI application for the ``websocket`` protocol: origin policy, then the one consumer."""
-    from integration.channels.websocket import WebSocketChannelConsumer
-
-    return OriginPolicy(WebSocketChannelConsumer.as_asgi(), allowed_origins())

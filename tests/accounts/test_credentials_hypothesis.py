@@ -26,8 +26,8 @@ from rest_framework.exceptions import AuthenticationFailed, Throttled
 from accounts import tokens
 from accounts.models import ApiKey, BasicAuth, JWTDefinition, TechAccount
 from integration import snapshot
+from integration.cid import new_cid
 from integration.errors import SwitchboardError
-from integration.invoke import new_cid
 
 pytestmark = pytest.mark.django_db
 

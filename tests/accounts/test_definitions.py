@@ -162,15 +162,19 @@ def test_every_type_shows_in_the_cross_type_model(every_type) -> None:
 
 def test_a_definition_that_cannot_load_fails_its_own_channels_closed_only(client, builtins, make_channel,
                                                                           every_type, monkeypatch) -> None:
-    from accounts.authentication import TechAccountAuthentication
+    import dataclasses
+
+    from integration.channels import security
 
     def broken(definition):
         raise ValueError("A stored secret cannot be decrypted with the configured FERNET_KEYS")
 
-    monkeypatch.setattr(TechAccountAuthentication, "from_definition", classmethod(lambda cls, d: broken(d)))
+    monkeypatch.setitem(security._types, "tech_acc", dataclasses.replace(security.get("tech_acc"), compile=broken))
     tech, tech_headers, _ = every_type["tech_acc"]
     basic, basic_headers, _ = every_type["basic_auth"]
     make_channel("/broken", "demo.hello", security=tech)
     make_channel("/fine", "demo.hello", security=basic)
-    assert client.get("/broken", **tech_headers).status_code == 401
+    # The platform's fault, not the caller's: 503 with the CID, and nobody passes.
+    refused = client.get("/broken", **tech_headers)
+    assert refused.status_code == 503 and refused.json()["cid"] == refused["X-Zato-CID"]
     assert client.get("/fine", **basic_headers).status_code == 200

@@ -17,7 +17,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django_otp import DEVICE_ID_SESSION_KEY
 
-from accounts import throttle, totp
+from accounts import enrolment, throttle, totp
 from accounts.models import BasicAuth, LoginAttempt, TOTPDevice
 from tests.conftest import ALICE_PASSWORD, verified_login
 from tests.totp import totp_code
@@ -450,7 +450,7 @@ def test_enrolment_replaces_the_key_only_after_a_valid_code(client: Client, alic
     assert "That code is not the one the new key shows now" in wrong.content.decode()
     malformed = client.post(ENROL, {"action": "confirm", "code": "12"})
     assert "Enter the 6 digits your app shows" in malformed.content.decode()
-    assert totp.confirmed_device(alice) == old_device
+    assert enrolment.confirmed_device(alice) == old_device
     assert post_login(Client(), code=totp_code(old_key, at=login_clock.now)).status_code == 302  # old key works
 
     done = client.post(ENROL, {"action": "confirm", "code": totp_code(new_key, at=login_clock.now)})
@@ -524,7 +524,7 @@ def test_the_audit_list_is_read_only_and_searchable(admin_client_alice: Client, 
 
 
 def throttle_free_device(user: Any) -> tuple[TOTPDevice, bytes]:
-    return totp.reset_key(user)
+    return enrolment.reset_key(user)
 
 
 def test_the_device_admin_never_shows_the_key(admin_client_alice: Client, alice: Any) -> None:

@@ -20,7 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
 
-from accounts import totp
+from accounts import enrolment, totp
 from accounts.models import TOTPDevice
 from tests.totp import decode_qr_text, totp_code
 
@@ -184,26 +184,26 @@ def test_base32_keys_may_be_typed_loosely() -> None:
 
 def test_reset_key_leaves_one_confirmed_device(alice: Any, totp_device: Any) -> None:
     totp_device(alice)
-    totp.start_enrolment(alice)
-    device, key = totp.reset_key(alice)
+    enrolment.start_enrolment(alice)
+    device, key = enrolment.reset_key(alice)
     assert list(TOTPDevice.objects.filter(user=alice)) == [device]
     assert device.confirmed and device.key == key
 
 
 def test_enrolment_replaces_the_key_only_after_a_valid_code(alice: Any, totp_device: Any, login_clock: Any) -> None:
     old, old_key = totp_device(alice)
-    pending = totp.start_enrolment(alice)
+    pending = enrolment.start_enrolment(alice)
     new_key = pending.key
     assert new_key != old_key and not pending.confirmed
-    assert totp.confirmed_device(alice) == old  # the old key still logs in meanwhile
+    assert enrolment.confirmed_device(alice) == old  # the old key still logs in meanwhile
 
     wrong = totp_code(old_key, at=login_clock.now)  # a code from the old key is not one from the new
-    verdict, _device = totp.confirm_enrolment(alice, wrong)
+    verdict, _device = enrolment.confirm_enrolment(alice, wrong)
     assert verdict is totp.Verdict.WRONG
     assert set(TOTPDevice.objects.filter(user=alice)) == {old, pending}
-    assert totp.confirmed_device(alice) == old
+    assert enrolment.confirmed_device(alice) == old
 
-    verdict, device = totp.confirm_enrolment(alice, totp_code(new_key, at=login_clock.now))
+    verdict, device = enrolment.confirm_enrolment(alice, totp_code(new_key, at=login_clock.now))
     assert verdict is totp.Verdict.ACCEPTED and device == pending
     assert list(TOTPDevice.objects.filter(user=alice)) == [pending]
     assert TOTPDevice.objects.get(pk=pending.pk).confirmed
@@ -211,7 +211,7 @@ def test_enrolment_replaces_the_key_only_after_a_valid_code(alice: Any, totp_dev
 
 def test_confirming_without_a_pending_key_changes_nothing(alice: Any, totp_device: Any) -> None:
     old, _key = totp_device(alice)
-    verdict, device = totp.confirm_enrolment(alice, "123456")
+    verdict, device = enrolment.confirm_enrolment(alice, "123456")
     assert (verdict, device) == (totp.Verdict.WRONG, None)
     assert list(TOTPDevice.objects.filter(user=alice)) == [old]
 

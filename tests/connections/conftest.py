@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from connections.models import VaultConnection
-from connections.vault import VaultGate
+from connections.vault_inbound import VaultGate
 from tests.servers.ftpd import FtpServer
 from tests.servers.http_fixtures import (  # noqa: F401 - fixtures for the outgoing HTTP connection tests
     fhir_server,

@@ -22,7 +22,8 @@ from django.core.exceptions import ValidationError
 
 from accounts import crypto
 from connections.models import VaultConnection
-from connections.vault import VaultDenied, VaultGate, VaultLogin, VaultUnavailable
+from connections.vault_inbound import VaultDenied, VaultGate, VaultLogin, VaultUnavailable
+from integration.invoke import call_service
 from tests.connections.conftest import (
     CALLER_TOKEN,
     CHANNEL,
@@ -240,7 +241,7 @@ def test_a_chooser_service_reads_the_body_and_picks_method_and_credentials(gate,
     deploy("vault_choosers.py", CHOOSER)
     vault_gate = gate(service_name="vault-choosers.from-body", default_auth_method="github")
     body = json.dumps({"user": USERNAME, "pass": PASSWORD}).encode()
-    login = vault_gate.login({GITHUB_H: GITHUB_TOKEN}, lambda: body, "cid-chooser")
+    login = vault_gate.login({GITHUB_H: GITHUB_TOKEN}, lambda: body, "cid-chooser", call_service)
     # The chooser decides before the default method: userpass, from the body, not the GitHub header.
     assert login is not None and (login.method, login.username) == ("username-password", USERNAME)
     assert [call.path for call in vault.calls()] == [f"/v1/auth/userpass/login/{USERNAME}"]
@@ -249,7 +250,7 @@ def test_a_chooser_service_reads_the_body_and_picks_method_and_credentials(gate,
 def test_a_chooser_sees_the_request_headers_by_their_http_names(gate, deploy, builtins) -> None:
     deploy("vault_choosers.py", CHOOSER)
     login = gate(service_name="vault-choosers.from-authorization").login(
-        {"HTTP_AUTHORIZATION": f"Bearer {CALLER_TOKEN}"}, lambda: b"", "cid")
+        {"HTTP_AUTHORIZATION": f"Bearer {CALLER_TOKEN}"}, lambda: b"", "cid", call_service)
     assert login is not None and (login.method, login.client_token) == ("token", CALLER_TOKEN)
 
 
@@ -263,14 +264,23 @@ def test_a_chooser_that_fails_or_talks_nonsense_denies_the_caller(gate, vault, d
                                                                    reason) -> None:
     deploy("vault_choosers.py", CHOOSER)
     with pytest.raises(VaultDenied, match=reason):
-        gate(service_name=service).login({TOKEN_H: CALLER_TOKEN}, lambda: b"{}", "cid")
+        gate(service_name=service).login({TOKEN_H: CALLER_TOKEN}, lambda: b"{}", "cid", call_service)
     assert vault.calls() == []
 
 
 def test_a_chooser_that_names_a_method_without_its_credentials_denies(gate, deploy, builtins) -> None:
     deploy("vault_choosers.py", CHOOSER)
     with pytest.raises(VaultDenied, match="gave no credentials"):
-        gate(service_name="vault-choosers.from-body").login({}, lambda: b"{}", "cid")
+        gate(service_name="vault-choosers.from-body").login({}, lambda: b"{}", "cid", call_service)
+
+
+def test_without_a_service_caller_a_chooser_cannot_be_asked_and_the_caller_is_denied(gate, vault, deploy,
+                                                                                      builtins) -> None:
+    # The channel hands the gate its way of invoking services; code that hands none gets no yes.
+    deploy("vault_choosers.py", CHOOSER)
+    with pytest.raises(VaultDenied, match="no service caller"):
+        gate(service_name="vault-choosers.from-body").login({TOKEN_H: CALLER_TOKEN}, lambda: b"{}", "cid")
+    assert vault.calls() == []
 
 
 # --- VaultGate: Vault down, slow or failing -----------------------------------------------------------
@@ -381,9 +391,9 @@ def test_a_remembered_login_serves_only_the_very_same_vault_headers(gate, vault)
 
 
 def test_the_cache_keys_are_keyed_hashes_and_the_cache_is_bounded(gate, vault, monkeypatch) -> None:
-    from connections import vault as vault_module
+    from connections import vault_inbound
 
-    monkeypatch.setattr(vault_module._Cache, "MAX_ENTRIES", 3)
+    monkeypatch.setattr(vault_inbound._Cache, "MAX_ENTRIES", 3)
     vault_gate = gate(cache_ttl=60)
     for index in range(5):
         vault.add_user(f"user{index}", f"secret-{index}")

@@ -29,7 +29,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from accounts.models import JWTDefinition
-from integration import snapshot
+from integration import poller
 from integration.channels.http_checks import (
     HOST_CACHE_SIZE,
     HTTPPolicy,
@@ -353,7 +353,7 @@ def test_a_process_checks_the_configuration_version_before_its_first_request(
     echo: RestChannel, basic_auth: Callable[..., Any], wsgi: Callable[..., Answer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     definition = basic_auth("partner", "partner", "partner-pw-1")
-    monkeypatch.setattr(snapshot, "_poller_pid", os.getpid())  # this process has made its first check
+    monkeypatch.setattr(poller, "_poller_pid", os.getpid())  # this process has made its first check
     assert wsgi("GET", "/wsgi/echo").status == 200
     # Another process secures the channel: the row and the version change, this process is not told.
     RestChannel.objects.filter(pk=echo.pk).update(security=definition)
@@ -363,7 +363,7 @@ def test_a_process_checks_the_configuration_version_before_its_first_request(
     assert wsgi("GET", "/wsgi/echo").status == 200
     # ... but a new process (forked after start, or one whose snapshot was built at import some
     # time ago) checks the version before it answers anything.
-    monkeypatch.setattr(snapshot, "_poller_pid", None)
+    monkeypatch.setattr(poller, "_poller_pid", None)
     assert wsgi("GET", "/wsgi/echo").status == 401
-    assert snapshot._poller_pid == os.getpid()
+    assert poller._poller_pid == os.getpid()
     assert wsgi("GET", "/wsgi/echo", headers={"Authorization": basic_header("partner", "partner-pw-1")}).status == 200

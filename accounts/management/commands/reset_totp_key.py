@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts import totp
+from accounts import enrolment, totp
 
 MAX_ISSUER_LENGTH = 100
 
@@ -39,10 +39,10 @@ class Command(BaseCommand):
                 key_bytes = totp.parse_base32(key)
             except ValueError as error:
                 raise CommandError(str(error)) from None
-            totp.reset_key(user, key_bytes)
+            enrolment.reset_key(user, key_bytes)
             self.stdout.write("OK")
             return
-        _, key_bytes = totp.reset_key(user)
+        _, key_bytes = enrolment.reset_key(user)
         uri = totp.provisioning_uri(key_bytes, user.get_username(), issuer)
         self.stdout.write(f"New TOTP key for {user.get_username()} (SHA1, 6 digits, 30 seconds); the old one no "
                           "longer works.")
