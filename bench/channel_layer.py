@@ -6,7 +6,7 @@ interleaved so that background load affects them alike:
 
 * ``redis``: ``channels_redis.core.RedisChannelLayer`` on the local Redis (database 2 of
   ``REDIS_URL``'s server, ``BENCH_REDIS_URL`` overrides), the baseline;
-* ``sqlite``: ``integration.channels.layer.SQLiteChannelLayer`` as configured by default
+* ``sqlite``: ``integration.channel_layers.SQLiteChannelLayer`` as configured by default
   (doorbells on), on a fresh file under ``$VAR_DIR/bench``;
 * ``sqlite-poll``: the same without doorbells, polling every ``poll_interval`` (10 ms): what
   it costs where FIFOs do not exist.
@@ -76,7 +76,7 @@ def make_layer(config: dict[str, Any]) -> Any:
         from channels_redis.core import RedisChannelLayer
 
         return RedisChannelLayer(**options)
-    from integration.channels.layer import SQLiteChannelLayer
+    from integration.channel_layers import SQLiteChannelLayer
 
     return SQLiteChannelLayer(**options)
 

@@ -327,7 +327,7 @@ if WEB_HEADER_READ_TIMEOUT > 60:
 
 # --- WebSocket channels and the channel layer ---------------------------------------------------------
 # Pushes cross processes through the channel layer: Redis with REDIS_URL, otherwise an SQLite file in
-# var/ that every local process shares (integration/channels/layer.py). On Redis, groups and channels
+# var/ that every local process shares (integration/channel_layers/). On Redis, groups and channels
 # are namespaced by CHANNEL_LAYER_PREFIX, so deployments can share one Redis database.
 
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "switchboard")
@@ -349,7 +349,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "integration.channels.layer.SQLiteChannelLayer",
+            "BACKEND": "integration.channel_layers.SQLiteChannelLayer",
             "CONFIG": {"path": str(VAR_DIR / "channel-layer.sqlite3"), "capacity": CHANNEL_LAYER_CAPACITY},
         }
     }

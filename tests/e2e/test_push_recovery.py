@@ -31,7 +31,7 @@ import pytest
 
 from accounts import tokens
 from accounts.models import ApiKey, JWTDefinition
-from integration.channels.layer import SQLiteChannelLayer
+from integration.channel_layers import SQLiteChannelLayer
 from integration.models import DeployedService, WebSocketChannel
 from tests.servers.daphne import Daphne
 from tests.servers.procs import REPO_ROOT

@@ -103,7 +103,7 @@ def test_a_push_through_the_sqlite_layer_fails_after_push_timeout_while_its_file
     tmp_path: Path, settings: Any,
 ) -> None:
     path = tmp_path / "layer.sqlite3"
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "integration.channels.layer.SQLiteChannelLayer",
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "integration.channel_layers.SQLiteChannelLayer",
                                            "CONFIG": {"path": str(path)}}}
     settings.PUSH_TIMEOUT = TIMEOUT
     layer = get_channel_layer()
