@@ -26,3 +26,6 @@ class EchoConnection(models.Model):
     name = models.CharField(max_length=200, unique=True)
     is_active = models.BooleanField(default=True)
     prefix = models.CharField(max_length=100, default="echo: ")
+
+    def __str__(self) -> str:
+        return self.name
