@@ -399,8 +399,10 @@ def test_a_big_unfiltered_listing_shows_the_planners_estimate(
         response = staff.get(CHANNELS_URL)
     cl = response.context["cl"]
     assert cl.count_is_estimate
-    assert cl.result_count == 1000
-    assert "about 1000 REST channels" in response.content.decode()
+    # The planner's figure (reltuples scaled to the table's current pages) may be off by a row or two;
+    # what matters is that it is the estimate of the 1000 rows analysed, not COUNT(*)'s 600.
+    assert 990 <= cl.result_count <= 1010, cl.result_count
+    assert f"about {cl.result_count} REST channels" in response.content.decode()
     assert _counts([q["sql"] for q in queries.captured_queries]) == []
     # A page past the true end is empty, not an error.
     beyond = staff.get(CHANNELS_URL, {"p": 19})
