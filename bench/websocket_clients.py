@@ -157,7 +157,6 @@ def servers_cpu(servers: list[common.Server]) -> float:
     return sum(common.group_cpu(server.proc.pid) for server in servers)
 
 
-
 # --- Clients -----------------------------------------------------------------------------------------
 
 

@@ -69,8 +69,12 @@ async def hold(
         opened = await open_clients(http, [url], count, first, expect)
         clients = opened.clients
         try:
-            result.update(opened=len(clients), open_errors=opened.errors, open_s=opened.seconds,
-                          retries=warm.retries + opened.retries)
+            result.update(
+                opened=len(clients),
+                open_errors=opened.errors,
+                open_s=opened.seconds,
+                retries=warm.retries + opened.retries,
+            )
             await asyncio.sleep(2.0)  # the rows of the last clients are written in the background
             cpu0, t0 = common.group_cpu(pid), time.monotonic()
             await asyncio.sleep(IDLE_SECONDS)
@@ -302,8 +306,15 @@ def gunicorn_server(name: str, *options: str) -> common.Server:
         PICKUP_DIR=str(common.empty_dir(f"{name}-pickup")),
         VAR_DIR=str(common.VAR_DIR / name),  # a control socket of its own
     )
-    argv = [common.PYTHON, "-m", "gunicorn", "-c", "bench/gunicorn_baseline.conf.py", *options,
-            "config.wsgi:application"]
+    argv = [
+        common.PYTHON,
+        "-m",
+        "gunicorn",
+        "-c",
+        "bench/gunicorn_baseline.conf.py",
+        *options,
+        "config.wsgi:application",
+    ]
     return common.Server(name, argv, env)
 
 
