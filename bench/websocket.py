@@ -7,9 +7,9 @@ clients are asyncio coroutines in this process using aiohttp's WebSocket client;
 connection has a reader task that answers daphne's pings and timestamps what arrives.
 The sockets are opened ``BENCH_WS_OPEN_CONCURRENCY`` (100) at a time, and this process
 and daphne get ``ulimit -n`` raised to the hard limit. A connection the server closes with
-4503 (it could not join its push groups within ``PUSH_TIMEOUT``: "reconnect in a few
-seconds") is opened again, as a real client does, after 1 s, then 2, 4 ... at most
-``BENCH_WS_RETRIES`` (5) times; the retries are counted and printed with each scenario.
+4503 (it could not join its push groups: "reconnect in a few seconds"; bench/README.md says
+why a burst on a fresh daphne gets a few) is opened again, as a real client does, after 1 s,
+then 2, 4 ... at most ``BENCH_WS_RETRIES`` (5) times; the retries are counted and printed.
 
 The code: ``websocket_clients.py`` (settings, set-up, the client, the pusher),
 ``websocket_scenarios.py`` (the three scenarios), ``websocket_echo.py`` (the baseline app),

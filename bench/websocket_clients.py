@@ -4,7 +4,7 @@ The clients are asyncio coroutines using aiohttp's WebSocket client: a ``Client`
 connection whose reader task answers daphne's pings, resolves replies by id and timestamps
 pushes. ``open_clients`` opens many, ``OPENING`` at a time, and reconnects a connection that
 the server closed with 4503 ("cannot be reached now, reconnect in a few seconds": it could not
-join its push groups within ``PUSH_TIMEOUT``) after ``RETRY_AFTER`` seconds, at most
+join its push groups) after ``RETRY_AFTER`` seconds, at most
 ``RETRIES`` times, as a real client does; every such retry is counted and printed. The pusher
 (``pusher_main``) is the separate process that calls ``integration.push.push``.
 """
