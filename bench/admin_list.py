@@ -54,8 +54,8 @@ def create_small_database() -> None:
     import psycopg
 
     big_url = common.bench_database_url()
-    small_url = common._with_db(big_url, SMALL_DB)
-    with psycopg.connect(common._with_db(big_url, "postgres"), autocommit=True) as conn:
+    small_url = common.with_db(big_url, SMALL_DB)
+    with psycopg.connect(common.with_db(big_url, "postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{SMALL_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{SMALL_DB}"')
     common.LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -150,7 +150,7 @@ def expected_rows(rows: int, page: str) -> int:
     return min(PAGE_SIZE, rows)
 
 
-def main() -> int:
+def main() -> tuple[str, bool]:
     print(
         f"== admin list page: {BIG:,} REST channels against {SMALL:,}, Django test client in-process, "
         f"{ROUNDS} rounds x {REQUESTS} requests per page and database =="
@@ -203,14 +203,12 @@ def main() -> int:
         f"worst ratio {worst:.2f} (target < {TARGET_RATIO:g}); queries per page "
         f"{'equal' if equal else 'NOT equal'} with {SMALL:,} and {BIG:,} rows"
     )
-    print(common.result_line(
-        "admin_list",
+    return (
         f"list page {BIG:,} vs {SMALL:,} channels: worst ratio {worst:.2f}, queries "
         f"{'constant' if equal else 'NOT constant'} (target < {TARGET_RATIO:g}, constant)",
         reached,
-    ))
-    return 0
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -123,11 +123,6 @@ def sending(config: dict[str, Any], op: str, target: str, count: int, interval: 
 # --- The receiver's scenarios ---------------------------------------------------------------------
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
-
-
 async def receive_stamped(layer: Any, channel: str, count: int) -> list[tuple[float, int]]:
     """(latency, index) of ``count`` messages; they must come in order."""
     got = []
@@ -144,7 +139,7 @@ async def latency(layer: Any, config: dict[str, Any]) -> dict[str, float]:
     with sending(config, "send", channel, MESSAGES, 0.002):
         got = await receive_stamped(layer, channel, MESSAGES)
     values = [lat for lat, _ in got]
-    return {"p50 ms": percentile(values, 0.5) * 1000, "p99 ms": percentile(values, 0.99) * 1000}
+    return {"p50 ms": common.percentile(values, 50) * 1000, "p99 ms": common.percentile(values, 99) * 1000}
 
 
 async def throughput(layer: Any, config: dict[str, Any]) -> dict[str, float]:
@@ -178,8 +173,8 @@ async def fanout(layer: Any, config: dict[str, Any]) -> dict[str, float]:
     values = [lat for got in results for lat, _ in got]
     slowest = [max(got[i][0] for got in results) for i in range(PUSHES)]
     return {
-        "p50 ms": percentile(values, 0.5) * 1000,
-        "p99 ms": percentile(values, 0.99) * 1000,
+        "p50 ms": common.percentile(values, 50) * 1000,
+        "p99 ms": common.percentile(values, 99) * 1000,
         "all ms": common.median(slowest) * 1000,
     }
 
@@ -225,14 +220,14 @@ def fresh_sqlite_file() -> None:
     shutil.rmtree(f"{SQLITE_PATH}.bells", ignore_errors=True)
 
 
-def main() -> int:
+def main() -> tuple[str, bool]:
     print(
         f"== channel layers across two processes: sqlite (doorbells), sqlite-poll (10 ms) against redis; "
         f"{MESSAGES} messages for latency, {BURST} for throughput, {FANOUT} consumers x {PUSHES} pushes, "
         f"{ROUNDS} rounds =="
     )
     # One benchmark at a time (the same PostgreSQL advisory lock as the others): they share two CPUs.
-    common._hold_bench_lock(common._with_db(common.bench_database_url(), "postgres"))
+    common.hold_bench_lock()
     fresh_sqlite_file()
     print(common.wait_for_quiet())
     collected: dict[str, dict[tuple[str, str], list[float]]] = {kind: {} for kind in KINDS}
@@ -265,23 +260,20 @@ def main() -> int:
         sqlite[("latency", "p99 ms")] < LATENCY_TARGET * 1000 and sqlite[("fan-out", "p99 ms")] < FANOUT_TARGET * 1000
     )
     ratio = sqlite[("throughput", "msg/s")] / medians["redis"][("throughput", "msg/s")]
-    print(
-        common.result_line(
-            "channel_layer",
-            f"sqlite {sqlite[('throughput', 'msg/s')]:,.0f} msg/s ({ratio:.2f} x redis), latency p99 "
-            f"{sqlite[('latency', 'p99 ms')]:.1f} ms (redis {medians['redis'][('latency', 'p99 ms')]:.1f}), "
-            f"fan-out to {FANOUT} p99 {sqlite[('fan-out', 'p99 ms')]:.1f} ms "
-            f"(targets: p99 < {LATENCY_TARGET * 1000:.0f} ms, fan-out p99 < {FANOUT_TARGET * 1000:.0f} ms)",
-            reached,
-        )
-    )
     fresh_sqlite_file()
-    return 0
+    return (
+        f"sqlite {sqlite[('throughput', 'msg/s')]:,.0f} msg/s ({ratio:.2f} x redis), latency p99 "
+        f"{sqlite[('latency', 'p99 ms')]:.1f} ms (redis {medians['redis'][('latency', 'p99 ms')]:.1f}), "
+        f"fan-out to {FANOUT} p99 {sqlite[('fan-out', 'p99 ms')]:.1f} ms "
+        f"(targets: p99 < {LATENCY_TARGET * 1000:.0f} ms, fan-out p99 < {FANOUT_TARGET * 1000:.0f} ms)",
+        reached,
+    )
+
+
+def sender_main(config: str) -> None:
+    """``--sender CONFIG``: the sending process (``sending`` starts it); CONFIG is its JSON."""
+    asyncio.run(sender(json.loads(config)))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--sender":
-        asyncio.run(sender(json.loads(sys.argv[2])))
-    else:
-        with common.stop_on_signals():
-            sys.exit(main())
+    common.run(main, helpers={"--sender": sender_main})

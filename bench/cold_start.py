@@ -56,8 +56,7 @@ class GetItem(Service):
 
 def prepare() -> str:
     """Fresh bench database with MODULES user modules and one REST channel; returns its service name."""
-    common.recreate_database()
-    common.setup_django(PICKUP_WATCH="false")
+    common.bench_django()
     from django.db import connections
 
     from integration.deploy import deploy_sources
@@ -97,7 +96,7 @@ def one_start(kind: str, pickup: Path) -> tuple[float, float]:
         server.stop()
 
 
-def main() -> int:
+def main() -> tuple[str, bool]:
     print(
         f"== cold start: granian start -> first HTTP 200 (2 workers, {MODULES} user modules, {REPEATS} starts each) =="
     )
@@ -105,13 +104,12 @@ def main() -> int:
     pickup = common.empty_dir("cold-pickup")
     print(common.wait_for_quiet())
     samples: dict[str, list[tuple[float, float]]] = {"platform": [], "baseline": []}
-    with common.stop_on_signals():
-        one_start("platform", pickup)  # warm the OS file cache once, not counted
-        one_start("baseline", pickup)
-        for i in range(REPEATS):
-            order = ("platform", "baseline") if i % 2 == 0 else ("baseline", "platform")
-            for kind in order:
-                samples[kind].append(one_start(kind, pickup))
+    one_start("platform", pickup)  # warm the OS file cache once, not counted
+    one_start("baseline", pickup)
+    for i in range(REPEATS):
+        order = ("platform", "baseline") if i % 2 == 0 else ("baseline", "platform")
+        for kind in order:
+            samples[kind].append(one_start(kind, pickup))
     rows = []
     for kind, label in (
         ("baseline", "baseline: granian + trivial WSGI app"),
@@ -141,13 +139,11 @@ def main() -> int:
         f"ours / baseline = {ours / base:.2f} (platform adds {ours - base:.3f} s)"
     )
     reached = ours < TARGET_S
-    print(
-        common.result_line(
-            "cold_start", f"{ours:.3f} s median to first 200 (target < {TARGET_S} s, baseline {base:.3f} s)", reached
-        )
+    return (
+        f"{ours:.3f} s median to first 200 (target < {TARGET_S} s, baseline {base:.3f} s)",
+        reached,
     )
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

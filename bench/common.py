@@ -1,4 +1,12 @@
-"""Shared helpers for the benchmarks: the bench database, server processes, HTTP polling, tables.
+"""Shared helpers for the benchmarks: the preamble, the bench database, server processes, HTTP polling, tables.
+
+Every benchmark script starts with the one line Python needs before it can import this module
+(``sys.path.insert(0, <the repository>)``, then ``from bench import common``) and ends with
+``common.run(main)``: ``main`` returns the RESULT line's text and whether the target was
+reached, and ``run`` does the rest (signals, helper modes such as ``--pusher``, the RESULT
+line, the exit status). ``bench_django()`` is the usual first step of ``main``: a fresh bench
+database, and this process configured on it. Percentiles are ``percentile()`` here, one
+definition for every benchmark.
 
 Everything here stays on 127.0.0.1. The benchmarks never write to the database named in
 ``DATABASE_URL``: they use ``BENCH_DB_NAME`` (default ``switchboard_bench``) on the same
@@ -11,6 +19,7 @@ import atexit
 import contextlib
 import http.client
 import logging
+import math
 import os
 import resource
 import shutil
@@ -21,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -44,7 +53,8 @@ HOST = "127.0.0.1"
 # --- Environment and database ------------------------------------------------------------------
 
 
-def _with_db(url: str, name: str) -> str:
+def with_db(url: str, name: str) -> str:
+    """A PostgreSQL URL with its database name replaced."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
@@ -64,7 +74,7 @@ def bench_database_url() -> str:
     original = urlsplit(source).path.lstrip("/")
     if original == BENCH_DB_NAME:
         raise SystemExit(f"BENCH_DB_NAME ({BENCH_DB_NAME}) must differ from the database in DATABASE_URL")
-    return _with_db(source, BENCH_DB_NAME)
+    return with_db(source, BENCH_DB_NAME)
 
 
 def bench_redis_url() -> str:
@@ -95,7 +105,7 @@ _LOCK_KEY = 0x5357_4243_4E43  # "SWBENC": one benchmark at a time on this Postgr
 _lock_conn: Any = None
 
 
-def _hold_bench_lock(admin_url: str) -> None:
+def hold_bench_lock() -> None:
     """Take a session advisory lock held until this process exits (or dies: the server frees it).
 
     Two benchmarks at once would share the bench database and the two CPUs and spoil each
@@ -106,7 +116,7 @@ def _hold_bench_lock(admin_url: str) -> None:
 
     if _lock_conn is not None:
         return
-    conn = psycopg.connect(admin_url, autocommit=True)
+    conn = psycopg.connect(with_db(bench_database_url(), "postgres"), autocommit=True)
     deadline = time.monotonic() + env_float("BENCH_LOCK_WAIT", 900.0)
     told = False
     while not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()[0]:
@@ -124,8 +134,8 @@ def recreate_database() -> float:
     """Drop and re-create the bench database (and empty the bench Redis database), then migrate; returns seconds."""
     import psycopg
 
-    admin_url = _with_db(bench_database_url(), "postgres")
-    _hold_bench_lock(admin_url)
+    admin_url = with_db(bench_database_url(), "postgres")
+    hold_bench_lock()
     started = time.perf_counter()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB_NAME}" WITH (FORCE)')
@@ -162,8 +172,6 @@ def _empty_bench_redis() -> None:
 def setup_django(**extra: str) -> None:
     """Configure this process like a platform process on the bench database; logs go to a file."""
     os.environ.update(bench_env(**extra))
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     import django
 
     django.setup()
@@ -173,6 +181,17 @@ def setup_django(**extra: str) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.setStream(stream)
+
+
+def bench_django(**extra: str) -> float:
+    """The usual start of a benchmark: re-create and migrate the bench database, then ``setup_django``.
+
+    The pickup directory's watcher is off unless ``extra`` says otherwise. Returns the seconds
+    the database took (``recreate_database``).
+    """
+    migrated = recreate_database()
+    setup_django(**{"PICKUP_WATCH": "false", **extra})
+    return migrated
 
 
 def empty_dir(prefix: str) -> Path:
@@ -427,6 +446,22 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def percentile(values: Sequence[float], p: float) -> float:
+    """The nearest-rank percentile ``p`` (0..100) of ``values``: the one every benchmark uses.
+
+    The smallest value with at least ``p`` % of the values at or below it: sorted ascending, the
+    value at 1-based rank ``ceil(p / 100 * N)`` (rank 1 for ``p`` = 0). Always a measured value,
+    never an interpolation: of 1,000 latencies p99 is the 990th smallest and p50 the 500th; of
+    100, p99 is the 99th; of 10, p99 is the largest. Infinite for no values (nothing measured
+    is as bad as it gets, and fails any "under" target).
+    """
+    if not values:
+        return math.inf
+    ordered = sorted(values)
+    rank = math.ceil(p * len(ordered) / 100 - 1e-9)  # the epsilon: 99.9 * 1000 / 100 is 999.0000000000001
+    return ordered[min(len(ordered), max(1, rank)) - 1]
+
+
 def verdict(reached: bool) -> str:
     return "REACHED" if reached else "MISSED"
 
@@ -446,6 +481,29 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def result_line(benchmark: str, text: str, reached: bool) -> str:
     """The one summary line per benchmark that ``bench/run.sh`` collects."""
     return f"RESULT {benchmark}: {text} -> target {verdict(reached)}"
+
+
+def run(main: Callable[[], tuple[str, bool]], helpers: dict[str, Callable[..., Any]] | None = None) -> None:
+    """The entry point of every benchmark script: ``if __name__ == "__main__": common.run(main)``.
+
+    ``python bench/<name>.py`` runs ``main()`` with SIGTERM and SIGHUP turned into
+    ``KeyboardInterrupt`` (``stop_on_signals``: every ``finally`` that stops a server runs),
+    prints its RESULT line (``main`` returns its text and whether the target was reached;
+    the benchmark's name is the file's) and exits 0: a missed target is reported, not an
+    error. An exception exits non-zero with its traceback, which ``bench/run.sh`` reports as
+    FAILED TO RUN. ``python bench/<name>.py <mode> ARG...`` with a mode named in ``helpers``
+    (``--pusher``, ``--sender``: the same file started by its benchmark as a second process)
+    calls that helper with the arguments, as strings, instead.
+    """
+    if helpers and len(sys.argv) > 1 and sys.argv[1] in helpers:
+        helpers[sys.argv[1]](*sys.argv[2:])
+        sys.exit(0)
+    if len(sys.argv) > 1:
+        raise SystemExit(f"usage: {sys.argv[0]} (no arguments; sizes come from BENCH_* variables, see bench/README.md)")
+    with stop_on_signals():
+        text, reached = main()
+    print(result_line(Path(sys.argv[0]).stem, text, reached), flush=True)
+    sys.exit(0)
 
 
 def env_int(name: str, default: int) -> int:

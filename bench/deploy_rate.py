@@ -116,14 +116,13 @@ def rate(seconds: float) -> float:
     return MODULES * SERVICES / seconds
 
 
-def main() -> int:
+def main() -> tuple[str, bool]:
     total = MODULES * SERVICES
     print(
         f"== deploy rate: {MODULES} modules x {SERVICES} services = {total} services per deploy_sources call, "
         f"{ROUNDS} rounds, PostgreSQL =="
     )
-    common.recreate_database()
-    common.setup_django(PICKUP_WATCH="false")
+    common.bench_django()
     from integration import snapshot
 
     snapshot.current()  # the process's snapshot exists, as in a running server
@@ -183,15 +182,11 @@ def main() -> int:
         f"   ratio to Zato = {redeploy / ZATO:.2f}   ratio to bare = {redeploy / common.median(redeploy_base):.3f}"
     )
     reached = ours >= TARGET
-    print(
-        common.result_line(
-            "deploy_rate",
-            f"{ours:,.0f} services/s new, {redeploy:,.0f}/s changed (target >= {TARGET:,.0f}/s for new)",
-            reached,
-        )
+    return (
+        f"{ours:,.0f} services/s new, {redeploy:,.0f}/s changed (target >= {TARGET:,.0f}/s for new)",
+        reached,
     )
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -70,8 +70,7 @@ class Ping(Service):
 
 
 def prepare() -> None:
-    common.recreate_database()
-    common.setup_django(PICKUP_WATCH="false")
+    common.bench_django()
     from django.contrib.auth import get_user_model
     from django.db import connections
 
@@ -244,7 +243,7 @@ def run_once(run: str) -> dict[str, float]:
         server.stop()
 
 
-def main() -> int:
+def main() -> tuple[str, bool]:
     modes = [m for m in os.environ.get("BENCH_HOT_MODES", "token,basic,session").split(",") if m]
     print(
         f"== hot deploy: {FILES} files dropped into the pickup dir of a running server (2 workers) until all "
@@ -257,9 +256,8 @@ def main() -> int:
             log.unlink()
     results = {}
     print(common.wait_for_quiet())
-    with common.stop_on_signals():
-        for run in modes:
-            results[run] = run_once(run)
+    for run in modes:
+        results[run] = run_once(run)
     labels = {"token": "API token (production)", "basic": "HTTP Basic (brief's method; make run only)",
               "session": "session cookie"}
     rows = []
@@ -318,16 +316,12 @@ def main() -> int:
     worst = max(r["all_ok"] for r in results.values())
     summary = ", ".join(f"{r['all_ok']:.2f} s ({run})" for run, r in results.items())
     reached = worst < ZATO_S and failures == 0
-    print(
-        common.result_line(
-            "hot_deploy",
-            f"{FILES} files invocable in {summary}; Zato {ZATO_S:.0f} s"
-            + (f"; {failures} failed checks" if failures else ""),
-            reached,
-        )
+    return (
+        f"{FILES} files invocable in {summary}; Zato {ZATO_S:.0f} s"
+        + (f"; {failures} failed checks" if failures else ""),
+        reached,
     )
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

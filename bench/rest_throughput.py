@@ -97,8 +97,7 @@ def ensure_wrk() -> str:
 
 
 def prepare() -> None:
-    common.recreate_database()
-    common.setup_django(PICKUP_WATCH="false")
+    common.bench_django()
     from django.db import connections
 
     from accounts.models import BasicAuth
@@ -270,7 +269,7 @@ def report(results: dict[Key, dict]) -> tuple[dict, dict]:
     return to_bare, to_gunicorn
 
 
-def main() -> int:
+def main() -> tuple[str, bool]:
     binary = ensure_wrk()
     print(
         f"== REST throughput: wrk {SECONDS} s per target at {CONNECTIONS} connections, keep-alive "
@@ -280,21 +279,20 @@ def main() -> int:
     prepare()
     running = servers()
     print(common.wait_for_quiet())
-    with common.stop_on_signals():
-        try:
-            for server in running.values():
-                server.start()
-            for name, server in running.items():
-                common.wait_for_200(server, "/bench/bare", timeout=60)
-                check(server.port, [key for server_name, key in TARGETS if server_name == name])
-            # Other work on the machine: everything but this benchmark, wrk and the two servers.
-            account = common.CPUAccount(running["granian"].proc.pid, running["gunicorn"].proc.pid)
-            account.start()
-            results = measure(binary, running)
-            foreign, available = account.foreign()
-        finally:
-            for server in running.values():
-                server.stop()
+    try:
+        for server in running.values():
+            server.start()
+        for name, server in running.items():
+            common.wait_for_200(server, "/bench/bare", timeout=60)
+            check(server.port, [key for server_name, key in TARGETS if server_name == name])
+        # Other work on the machine: everything but this benchmark, wrk and the two servers.
+        account = common.CPUAccount(running["granian"].proc.pid, running["gunicorn"].proc.pid)
+        account.start()
+        results = measure(binary, running)
+        foreign, available = account.foreign()
+    finally:
+        for server in running.values():
+            server.stop()
 
     to_bare, to_gunicorn = report(results)
     failures = sum(r["non2xx"] + r["errors"] for r in results.values())
@@ -315,15 +313,13 @@ def main() -> int:
         versus = f"granian/gunicorn not judged ({GUNICORN_AT} connections with keep-alive not measured)"
     reached = to_bare[worst] >= BARE_RATIO and failures == 0 and bool(judged) and min(judged.values()) >= GUNICORN_RATIO
     top = results["granian", "open", CONNECTIONS[-1], KEEP_ALIVE[0]]["rps"]
-    print(common.result_line(
-        "rest_throughput",
+    return (
         f"worst channel/bare {to_bare[worst]:.2f} ({worst[0]} at {worst[1]} conns, keep-alive {mode(worst[2])}; "
         f"target >= {BARE_RATIO}); {versus}; open channel on granian {top:,.0f} req/s at {CONNECTIONS[-1]} conns "
         f"keep-alive {mode(KEEP_ALIVE[0])}",
         reached,
-    ))
-    return 0
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -41,7 +41,6 @@ Target: lateness p99 under 1 s with no planned run missing. A run takes 4-5 minu
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 import sys
@@ -179,20 +178,12 @@ def planned_in(jobs: Sequence[Any], start: datetime, end: datetime) -> dict[int,
 # --- Statistics -------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100); infinite for no values (nothing ran: as bad as it gets)."""
-    if not values:
-        return math.inf
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def summary(values: Sequence[float]) -> list[str]:
     """count, p50, p95, p99, max (ms) and the share over the 1 s target, as table cells."""
     if not values:
         return ["0", "-", "-", "-", "-", "-"]
     over = sum(1 for v in values if v >= TARGET_P99_MS)
-    return [f"{len(values):,}", *(f"{percentile(values, p):.0f}" for p in (50, 95, 99)),
+    return [f"{len(values):,}", *(f"{common.percentile(values, p):.0f}" for p in (50, 95, 99)),
             f"{max(values):.0f}", f"{over / len(values):.1%}"]
 
 
@@ -302,7 +293,7 @@ def report_ours(jobs: Sequence[Any], result: dict[str, Any]) -> dict[str, Any]:
     print(f"planned in the window: {result['expected']:,}; finished: {len(runs):,}; missing (not run, or not "
           f"finished {DRAIN_S:g} s after the window): {missing}; not ok: {failed}; jobs renamed meanwhile: "
           f"{result['edits']}")
-    return {"p50": percentile(values, 50), "p99": percentile(values, 99), "count": len(values),
+    return {"p50": common.percentile(values, 50), "p99": common.percentile(values, 99), "count": len(values),
             "missing": missing, "cron": by_kind["cron"], "cron_beat": beat_part["cron"]}
 
 
@@ -481,7 +472,7 @@ def drop_queue(queue: str) -> None:
 # --- Main ----------------------------------------------------------------------------------------
 
 
-def main() -> int:
+def main() -> tuple[str, bool]:
     began = time.monotonic()
     print(f"== scheduler: lateness of {JOBS:,} active jobs ({CRON_JOBS} cron every minute, the rest every "
           f"{EVERY} s) over a {WINDOW:g} s window, real beat + prefork worker (concurrency {CONCURRENCY}); "
@@ -503,32 +494,31 @@ def main() -> int:
 
     env = celery_env(queue)
     prefork = worker("worker-prefork", env, "--pool", "prefork", "--concurrency", str(CONCURRENCY))
-    with common.stop_on_signals():
-        try:
-            start_all(prefork)
-            prefork.wait_for_log(" ready.", 60)
-            ours = run_ours(jobs, t0, prefork)
-            print()
-            ours_figures = report_ours(jobs, ours)
-            stock = run_stock(jobs, prefork)
-        finally:
-            prefork.stop()
-            drop_queue(queue)  # sends the stopped beats left unworked
+    try:
+        start_all(prefork)
+        prefork.wait_for_log(" ready.", 60)
+        ours = run_ours(jobs, t0, prefork)
         print()
-        base = stock["lateness"]
-        print(common.table(
-            [f"lateness at one full minute, {CRON_JOBS} cron/crontab rows", *STAT_HEADERS],
-            [[f"stock DatabaseScheduler, {STOCK_LOOP_S} s loop (baseline)", *summary(base)],
-             ["  beat's part (planned -> sent)", *summary(stock["beat_part"])],
-             ["Switchboard JobScheduler, 1 s loop", *summary(ours_figures["cron"])],
-             ["  beat's part (planned -> sent)", *summary(ours_figures["cron_beat"])]],
-        ))
-        print(f"stock: {len(base)} of {stock['expected']} crontab runs at {stock['minute']:%H:%M:%S} "
-              f"(+{stock['interval_runs']:,} interval runs as load in {stock['seconds']:.0f} s)")
-        print()
-        print(common.table(["the beat's work with the bench rows (in-process)", "ms", "queries"], beat_costs()))
-        print()
-        rates = throughput(jobs[-1])
+        ours_figures = report_ours(jobs, ours)
+        stock = run_stock(jobs, prefork)
+    finally:
+        prefork.stop()
+        drop_queue(queue)  # sends the stopped beats left unworked
+    print()
+    base = stock["lateness"]
+    print(common.table(
+        [f"lateness at one full minute, {CRON_JOBS} cron/crontab rows", *STAT_HEADERS],
+        [[f"stock DatabaseScheduler, {STOCK_LOOP_S} s loop (baseline)", *summary(base)],
+         ["  beat's part (planned -> sent)", *summary(stock["beat_part"])],
+         ["Switchboard JobScheduler, 1 s loop", *summary(ours_figures["cron"])],
+         ["  beat's part (planned -> sent)", *summary(ours_figures["cron_beat"])]],
+    ))
+    print(f"stock: {len(base)} of {stock['expected']} crontab runs at {stock['minute']:%H:%M:%S} "
+          f"(+{stock['interval_runs']:,} interval runs as load in {stock['seconds']:.0f} s)")
+    print()
+    print(common.table(["the beat's work with the bench rows (in-process)", "ms", "queries"], beat_costs()))
+    print()
+    rates = throughput(jobs[-1])
     ratio = rates["worker"] / rates["direct"]
     print(common.table(
         ["dispatch", "runs/s", "ratio to direct"],
@@ -539,20 +529,18 @@ def main() -> int:
     ))
     p99 = ours_figures["p99"]
     reached = p99 < TARGET_P99_MS and ours_figures["missing"] == 0
-    base_p99 = percentile(base, 99)
-    cron_p99 = percentile(ours_figures["cron"], 99)
+    base_p99 = common.percentile(base, 99)
+    cron_p99 = common.percentile(ours_figures["cron"], 99)
     print(f"lateness p99 {p99:.0f} ms = {p99 / TARGET_P99_MS:.2f} of the 1 s target "
           f"({ours_figures['count']:,} runs, {ours_figures['missing']} missing); at the full minute: ours "
           f"p99 {cron_p99:.0f} ms, stock {base_p99:.0f} ms; took {time.monotonic() - began:.0f} s")
-    print(common.result_line(
-        "scheduler",
+    return (
         f"lateness p50 {ours_figures['p50']:.0f} ms p99 {p99:.0f} ms over {ours_figures['count']:,} runs of "
         f"{JOBS:,} jobs ({p99 / TARGET_P99_MS:.2f} of 1 s), {ours_figures['missing']} missing; "
         f"one worker {rates['worker']:,.0f} runs/s = {ratio:.4f} of direct invoke",
         reached,
-    ))
-    return 0
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

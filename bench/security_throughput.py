@@ -79,8 +79,7 @@ def _basic(user: str, password: str) -> str:
 
 def prepare(vault_url: str) -> dict[str, str]:
     """Deploy the service, create one definition per type and one channel each; returns secrets made here."""
-    common.recreate_database()
-    common.setup_django(PICKUP_WATCH="false")
+    common.bench_django()
     from django.db import connections
 
     from accounts.models import ApiKey, BasicAuth, JWTDefinition, TechAccount
@@ -203,7 +202,7 @@ def _redis_cpu() -> float:
     return common.processes_cpu(lambda command, _pgrp: command.startswith("redis-server"))
 
 
-def main() -> int:
+def main() -> tuple[str, bool]:
     from tests.servers.vault import FakeVault
 
     binary = ensure_wrk()
@@ -229,46 +228,45 @@ def main() -> int:
         )
         server = common.web("security-throughput", "bench.wsgi:application", env)
         print(common.wait_for_quiet())
-        with common.stop_on_signals():
-            try:
-                server.start()
-                common.wait_for_200(server, "/st/open", timeout=60)
-                token = jwt_log_in(port)
-                right, wrong = credentials(secrets, token)
-                check(port, right, wrong)
-                for key, _, path in CHANNELS:
-                    wrk(binary, port, path, right[key], 16, WARMUP)
-                # Slices round-robin across the targets, so background load hits baseline and secured alike.
-                slice_s = max(1, round(SECONDS / SLICES))
-                slices: dict[tuple[str, int], list[dict]] = {}
-                fake.reset_calls()
-                redis0 = _redis_cpu()
-                account = common.CPUAccount(server.proc.pid)
-                account.start()
-                for connections in CONNECTIONS:
-                    for _ in range(SLICES):
-                        for key, _, path in CHANNELS:
-                            cpu0 = common.group_cpu(server.proc.pid)
-                            one = wrk(binary, port, path, right[key], connections, slice_s)
-                            one["server_cpu"] = common.group_cpu(server.proc.pid) - cpu0
-                            slices.setdefault((key, connections), []).append(one)
-                            if not server.alive():
-                                raise SystemExit(f"the server died; see {server.log_path}")
-                results = {k: combine(v) for k, v in slices.items()}
-                for k, v in slices.items():
-                    # The workers' CPU per request: what each type costs the server, less sensitive to
-                    # other load on the machine than req/s.
-                    results[k]["cpu_us"] = sum(s["server_cpu"] for s in v) / sum(s["requests"] for s in v) * 1e6
-                foreign, available = account.foreign()
-                redis_used = _redis_cpu() - redis0
-                vault_calls = len(fake.calls())
-                retry_after = throttle_check(port, right, wrong)
-                # A blocked caller hammering the channel: every request refused before any password hash.
-                blocked = wrk(binary, port, "/st/basic", wrong["basic"], CONNECTIONS[0], slice_s)
-            finally:
-                if token and server.alive():
-                    jwt_log_out(port, token)
-                server.stop()
+        try:
+            server.start()
+            common.wait_for_200(server, "/st/open", timeout=60)
+            token = jwt_log_in(port)
+            right, wrong = credentials(secrets, token)
+            check(port, right, wrong)
+            for key, _, path in CHANNELS:
+                wrk(binary, port, path, right[key], 16, WARMUP)
+            # Slices round-robin across the targets, so background load hits baseline and secured alike.
+            slice_s = max(1, round(SECONDS / SLICES))
+            slices: dict[tuple[str, int], list[dict]] = {}
+            fake.reset_calls()
+            redis0 = _redis_cpu()
+            account = common.CPUAccount(server.proc.pid)
+            account.start()
+            for connections in CONNECTIONS:
+                for _ in range(SLICES):
+                    for key, _, path in CHANNELS:
+                        cpu0 = common.group_cpu(server.proc.pid)
+                        one = wrk(binary, port, path, right[key], connections, slice_s)
+                        one["server_cpu"] = common.group_cpu(server.proc.pid) - cpu0
+                        slices.setdefault((key, connections), []).append(one)
+                        if not server.alive():
+                            raise SystemExit(f"the server died; see {server.log_path}")
+            results = {k: combine(v) for k, v in slices.items()}
+            for k, v in slices.items():
+                # The workers' CPU per request: what each type costs the server, less sensitive to
+                # other load on the machine than req/s.
+                results[k]["cpu_us"] = sum(s["server_cpu"] for s in v) / sum(s["requests"] for s in v) * 1e6
+            foreign, available = account.foreign()
+            redis_used = _redis_cpu() - redis0
+            vault_calls = len(fake.calls())
+            retry_after = throttle_check(port, right, wrong)
+            # A blocked caller hammering the channel: every request refused before any password hash.
+            blocked = wrk(binary, port, "/st/basic", wrong["basic"], CONNECTIONS[0], slice_s)
+        finally:
+            if token and server.alive():
+                jwt_log_out(port, token)
+            server.stop()
     finally:
         fake.stop()
 
@@ -344,17 +342,13 @@ def main() -> int:
     )
     worst_key, worst_c = min(ratios, key=ratios.get)
     reached = ratios[worst_key, worst_c] >= TARGET_RATIO and failures == 0
-    print(
-        common.result_line(
-            "security_throughput",
-            f"worst secured/open ratio {ratios[worst_key, worst_c]:.2f} ({worst_key} at {worst_c} conns; "
-            f"target >= {TARGET_RATIO} for basic, tech_acc, apikey, jwt, vault; vault with its cache on, "
-            f"fake Vault on loopback; brute-force limits on, 429 after {MAX_FAILURES} failures)",
-            reached,
-        )
+    return (
+        f"worst secured/open ratio {ratios[worst_key, worst_c]:.2f} ({worst_key} at {worst_c} conns; "
+        f"target >= {TARGET_RATIO} for basic, tech_acc, apikey, jwt, vault; vault with its cache on, "
+        f"fake Vault on loopback; brute-force limits on, 429 after {MAX_FAILURES} failures)",
+        reached,
     )
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)
