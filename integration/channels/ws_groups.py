@@ -133,6 +133,7 @@ class GroupHub:
         self.own: dict[Any, str] = {}  # connection -> its own group, joined on its layer channel
         self.refreshed_at = time.monotonic()
         self.epoch: str | None = None  # the layer's epoch the groups were joined under
+        self.epoch_reading: asyncio.Future[str] | None = None  # the one first read, shared by waiters
         self.reachable = True
         self.check_task: asyncio.Task | None = None
 
@@ -145,13 +146,32 @@ class GroupHub:
         meanwhile covers it. Its ``shared_groups`` list says which shared groups to leave.
         """
         if self.epoch is None:  # the baseline, before the first membership: see the module docstring
-            self.epoch = await layer_call(layer_epoch(self.layer), "reading the layer's epoch")
+            epoch = await self._first_epoch()
+            if self.epoch is None:
+                self.epoch = epoch
         self.own[consumer] = own
         async with self.slots:
             await layer_call(self.layer.group_add(own, consumer.channel_name), "joining a push group")
             for group in shared:
                 consumer.shared_groups.append(group)
                 await self.join(group, consumer)
+
+    async def _first_epoch(self) -> str:
+        """Read the layer's epoch once for every connection arriving before it is known.
+
+        A burst of connections on a fresh process (a thousand at once after a restart) used to
+        read it once each, outside the slots: more Redis connections than redis-py's pool allows
+        for one event loop, so some connections failed with 4503. One read, in a slot, is shared;
+        a failed read is not kept, so the next connection tries again.
+        """
+        reading = self.epoch_reading
+        if reading is None or (reading.done() and (reading.cancelled() or reading.exception() is not None)):
+            reading = self.epoch_reading = asyncio.ensure_future(self._read_epoch())
+        return await asyncio.shield(reading)
+
+    async def _read_epoch(self) -> str:
+        async with self.slots:
+            return await layer_call(layer_epoch(self.layer), "reading the layer's epoch")
 
     async def leave_connection(self, consumer: Any) -> None:
         """Leave a connection's groups, bounded by ``PUSH_TIMEOUT``; a layer out of reach is only logged.
