@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.apps import apps
@@ -115,10 +116,13 @@ class ConnectionType:
     build: Callable[[Any], Connection]
     aliases: tuple[str, ...] = ()
     fingerprint: Callable[[Any], str] = row_fingerprint
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _types: dict[str, ConnectionType] = {}
+
+#: Seconds a replaced connection stays open before it is closed: requests that looked it up in the
+#: previous snapshot finish on it (a snapshot swap never fails a request in flight).
+RETIRE_AFTER = 60.0
 
 
 def register(connection_type: ConnectionType) -> ConnectionType:
@@ -150,6 +154,14 @@ class BrokenConnection(Connection):
 
     def ping(self) -> PingResult:
         return PingResult(False, 0.0, self.reason)
+
+
+def _close(connections: list[Connection]) -> None:
+    for connection in connections:
+        try:
+            connection.close()
+        except Exception:
+            logger.exception("Closing outgoing %s connection `%s` failed", connection.kind, connection.name)
 
 
 class OutgoingTable:
@@ -184,16 +196,18 @@ class OutgoingTable:
         return cls(by_kind)
 
     def retire_unused(self, successor: OutgoingTable) -> None:
-        """Close this table's connections that ``successor`` does not carry over (changed or deleted rows)."""
+        """Close, ``RETIRE_AFTER`` seconds from now, the connections ``successor`` does not carry over."""
         kept = {id(entry[1]) for connections in successor.by_kind.values() for entry in connections.values()}
-        for connections in self.by_kind.values():
-            for _, connection in connections.values():
-                if id(connection) not in kept:
-                    try:
-                        connection.close()
-                    except Exception:
-                        logger.exception("Closing outgoing %s connection `%s` failed", connection.kind,
-                                         connection.name)
+        retired = [connection for connections in self.by_kind.values() for _, connection in connections.values()
+                   if id(connection) not in kept]
+        if not retired:
+            return
+        if RETIRE_AFTER <= 0:
+            _close(retired)
+            return
+        timer = threading.Timer(RETIRE_AFTER, _close, args=(retired,))
+        timer.daemon = True
+        timer.start()
 
     def kinds(self) -> list[str]:
         return list(self.by_kind)

@@ -149,7 +149,10 @@ def test_self_out_names_the_kind_and_the_connection_when_it_is_missing_or_inacti
 
 
 @pytest.mark.django_db
-def test_an_unchanged_connection_is_carried_over_and_a_changed_one_rebuilt_and_closed(db: None) -> None:
+def test_an_unchanged_connection_is_carried_over_and_a_changed_one_rebuilt_and_closed(
+    db: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(connection_types, "RETIRE_AFTER", 0)  # at once here; a minute in production
     row = EchoConnection.objects.create(name="kept", prefix="a ")
     EchoConnection.objects.create(name="changed", prefix="b ")
     first = snapshot.current()
@@ -162,6 +165,16 @@ def test_an_unchanged_connection_is_carried_over_and_a_changed_one_rebuilt_and_c
     rebuilt = second.outgoing.get("echo", "changed")
     assert isinstance(rebuilt, EchoClient) and rebuilt is not changed and rebuilt.call("x") == "c x"
     assert changed.closed
+
+
+@pytest.mark.django_db
+def test_a_replaced_connection_stays_open_for_requests_still_using_it(db: None) -> None:
+    EchoConnection.objects.create(name="busy", prefix="a ")
+    old = snapshot.current().outgoing.get("echo", "busy")
+    EchoConnection.objects.filter(name="busy").update(prefix="b ")
+    EchoConnection.objects.get(name="busy").save()
+    assert snapshot.current().outgoing.get("echo", "busy") is not old
+    assert not old.closed and old.call("x") == "a x"  # closed only RETIRE_AFTER seconds later
 
 
 # --- Bad input: twice, removed, not allowed ------------------------------------------------------------
