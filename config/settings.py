@@ -247,9 +247,11 @@ SPECTACULAR_SETTINGS = {
 
 # --- Switchboard ---------------------------------------------------------------------------------------
 
-# Services shipped with the platform, imported in every process.
+# Services shipped with the platform, imported in every process. Each app keeps its built-in services in
+# its `services` module (integration's in integration/services/, beside the Service API every deployed
+# service imports); renaming one of these modules needs a data migration of its ServiceModule row.
 BUILTIN_SERVICE_MODULES = [
-    "integration.builtin.core", "integration.builtin.demo", "integration.builtin.websocket", "accounts.services",
+    "integration.services.core", "integration.services.demo", "integration.services.websocket", "accounts.services",
     "scheduling.services",
 ]
 # Python files dropped here are deployed in every process, with no restart.

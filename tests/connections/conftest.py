@@ -49,6 +49,49 @@ PASSWORD = "vera-Pa55word-0003"
 GITHUB_TOKEN = "ghp_octocatGitHubToken0004"
 CHANNEL = "/api/vault-protected"
 
+# Chooser services for Vault definitions (deployed by test_vault_gate.py and test_vault_channel.py).
+CHOOSER = """
+    import json
+    from integration.services import Service
+
+    class FromBody(Service):
+        '''Credentials travel in the JSON body; the answer uses WSGI-style header keys.'''
+        name = "vault-choosers.from-body"
+
+        def handle(self):
+            body = json.loads(self.request.payload["body"] or "{}")
+            self.response.payload = {"method": "username-password", "headers": {
+                "HTTP_X_ZATO_VAULT_USERNAME": body.get("user"), "HTTP_X_ZATO_VAULT_PASSWORD": body.get("pass")}}
+
+    class FromAuthorization(Service):
+        '''A bearer token in Authorization is a Vault token; the answer uses HTTP-style header names.'''
+        name = "vault-choosers.from-authorization"
+
+        def handle(self):
+            payload = self.request.payload
+            assert payload["sec_def"] == "vault-callers"
+            token = payload["headers"].get("Authorization", "").removeprefix("Bearer ")
+            self.response.payload = {"method": "token", "headers": {"X-Zato-Vault-Token": token}}
+
+    class Broken(Service):
+        name = "vault-choosers.broken"
+
+        def handle(self):
+            raise RuntimeError("the chooser fell over")
+
+    class Nonsense(Service):
+        name = "vault-choosers.nonsense"
+
+        def handle(self):
+            self.response.payload = {"method": "carrier-pigeon", "headers": {}}
+
+    class NotAnObject(Service):
+        name = "vault-choosers.not-an-object"
+
+        def handle(self):
+            self.response.payload = ["token"]
+"""
+
 
 @pytest.fixture
 def vault() -> Iterator[FakeVault]:

@@ -34,8 +34,8 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
 from playwright.sync_api import Browser, Page, expect
 
-from integration.builtin.demo import notifications_page, page_headers
 from integration.management.commands.serve import daphne_argv
+from integration.services.demo import notifications_page, page_headers
 from tests.browser import conftest as browser_fixtures
 from tests.browser.conftest import DESKTOP, TIMEOUT_MS
 from tests.servers import client

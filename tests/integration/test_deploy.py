@@ -72,11 +72,11 @@ def test_a_service_name_owned_by_another_module_is_rejected() -> None:
 
 
 def test_a_built_in_module_cannot_be_replaced(builtins) -> None:
-    (outcome,) = deploy_sources([("integration.builtin.demo.py", V1)])
+    (outcome,) = deploy_sources([("integration.services.demo.py", V1)])
     assert not outcome.ok  # not even a valid module name
     hijack = "from integration.services import Service\nclass P(Service):\n    name = 'zato.ping'\n"
     (outcome,) = deploy_sources([("mine.py", hijack)])
-    assert "already deployed from module `integration.builtin.core`" in outcome.error
+    assert "already deployed from module `integration.services.core`" in outcome.error
 
 
 def test_services_gone_from_a_module_are_removed() -> None:

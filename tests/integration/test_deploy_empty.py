@@ -135,10 +135,10 @@ def test_deleting_a_module_undeploys_it_and_then_an_empty_file_is_accepted(api, 
 
 
 def test_a_built_in_module_cannot_be_deleted(api, builtins) -> None:
-    response = api.delete(f"{API}/modules/integration.builtin.core/")
+    response = api.delete(f"{API}/modules/integration.services.core/")
     assert response.status_code == 409
     assert "built-in module" in response.json()["details"]
-    assert ServiceModule.objects.filter(name="integration.builtin.core").exists()
+    assert ServiceModule.objects.filter(name="integration.services.core").exists()
 
 
 def test_modules_are_listed_searched_and_filtered(api, quotes, builtins) -> None:

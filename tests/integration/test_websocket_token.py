@@ -19,9 +19,9 @@ from django.core.management import call_command
 from accounts.models import JWTDefinition
 from integration import push as pushes
 from integration import snapshot
-from integration.builtin.websocket import request_host, websocket_url
 from integration.channels.websocket import authenticate
 from integration.models import DeployedService, WebSocketChannel
+from integration.services.websocket import request_host, websocket_url
 from tests.conftest import basic_header
 from tests.integration.layer_helpers import received_by_group, use_test_layer
 

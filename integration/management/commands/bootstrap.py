@@ -32,9 +32,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import BasicAuth, JWTDefinition, SecurityDefinition
-from integration.builtin.demo import DEMO_WEBSOCKET_CHANNEL
 from integration.deploy import sync_builtin
 from integration.models import DeployedService, RestChannel, WebSocketChannel
+from integration.services.demo import DEMO_WEBSOCKET_CHANNEL
 
 DEMO_CHANNELS = [
     # name, method, path, accept, service, security definition

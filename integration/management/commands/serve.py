@@ -9,7 +9,7 @@ Why two servers: granian's WSGI interface serves REST about twice as fast as gun
 workers and many times faster than daphne, and its asynchronous front end keeps slow clients
 from holding a Python thread; but WSGI cannot hold WebSockets, and daphne holds thousands of
 idle sockets in one process. Pages learn where the sockets are from
-``integration.builtin.websocket.websocket_url`` (the request's host at ``WEBSOCKET_PORT``, or
+``integration.services.websocket.websocket_url`` (the request's host at ``WEBSOCKET_PORT``, or
 ``WEBSOCKET_PUBLIC_URL`` behind a load balancer that routes upgrades to daphne). Daphne serves
 HTTP as well, more slowly; nothing needs it to.
 

@@ -169,7 +169,7 @@ class NotificationsPage(Service):
     name = "demo.notifications-page"
 
     def handle(self) -> None:
-        from integration.builtin.websocket import request_host, websocket_url
+        from integration.services.websocket import request_host, websocket_url
 
         issued = self.invoke("zato.wsx.create-token", {"channel": DEMO_WEBSOCKET_CHANNEL})
         host = self.request.http.headers.get("Host")

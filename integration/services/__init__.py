@@ -17,6 +17,10 @@ knows which channel called it or how the caller was authenticated: the platform 
 
 Deployed from ``my_api.py`` it is named ``my-api.get-customer`` (Zato's rule); set a
 class attribute ``name`` to choose another name.
+
+The package's modules ``core``, ``demo`` and ``websocket`` are integration's built-in services
+(``settings.BUILTIN_SERVICE_MODULES``), as ``accounts.services`` and ``scheduling.services`` are
+their apps'. This module never imports them: importing the API loads no built-in service.
 """
 
 from __future__ import annotations
