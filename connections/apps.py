@@ -21,3 +21,7 @@ class ConnectionsConfig(AppConfig):
                                                 VaultAuthentication.from_definition))
         base.register(base.ConnectionType(KIND, "Vault", "connections.VaultConnection", VaultClient.from_definition))
         api_routes.register("security/vault", VaultViewSet, basename="vault")
+        from connections.amqp import KIND as AMQP, OutgoingAMQPConnection
+
+        base.register(base.ConnectionType(AMQP, "AMQP", "connections.OutgoingAMQP", OutgoingAMQPConnection.from_row,
+                                          fingerprint=OutgoingAMQPConnection.fingerprint))

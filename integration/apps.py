@@ -29,6 +29,9 @@ class IntegrationConfig(AppConfig):
         from integration.channels.files import FileChannelType
 
         base.register(FileChannelType())
+        from integration.channels.amqp import AMQPChannelType
+
+        base.register(AMQPChannelType())
         api_routes.register("services", ServiceViewSet, basename="service")
         api_routes.register("modules", ModuleViewSet, basename="module")
         api_routes.register("channels/rest", RestChannelViewSet, basename="rest-channel")

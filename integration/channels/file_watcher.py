@@ -81,7 +81,7 @@ class FileWatcher:
         self.claim_timeout = claim_timeout or _setting("FILE_CLAIM_TIMEOUT", 600.0)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.stop_event = threading.Event()
-        self.events: queue.Queue[str] = queue.Queue()
+        self.events: queue.Queue[tuple[str, str]] = queue.Queue()  # path, "added" or "modified"
         self.pending: dict[tuple[int, str], tuple[Version, float]] = {}  # -> version, stable since
         self.in_flight: set[tuple[int, str]] = set()
         self.seen: dict[tuple[int, str], Version] = {}  # versions this process already decided on
@@ -182,7 +182,7 @@ class FileWatcher:
                 ):
                     for change, path in changes:
                         if change != watchfiles.Change.deleted:
-                            self.events.put(path)
+                            self.events.put((path, "added" if change == watchfiles.Change.added else "modified"))
                 return
             except Exception as exc:
                 if stop.is_set():
@@ -200,29 +200,29 @@ class FileWatcher:
                 if channel.recursive:
                     for parent, _, names in os.walk(channel.directory):
                         for name in names:
-                            self._notice(os.path.join(parent, name), (channel,))
+                            self._notice(os.path.join(parent, name), "scan", (channel,))
                 else:
                     with os.scandir(channel.directory) as entries:
                         for entry in entries:
                             if entry.is_file(follow_symlinks=False):
-                                self._notice(entry.path, (channel,))
+                                self._notice(entry.path, "scan", (channel,))
             except OSError as exc:
                 logger.error("Cannot list file channel `%s`'s directory %s: %s", channel.name,
                              printable(channel.directory), exc)
 
     def _drain(self, timeout: float) -> None:
         try:
-            path = self.events.get(timeout=timeout)
+            path, how = self.events.get(timeout=timeout)
         except queue.Empty:
             return
         while True:
-            self._notice(path, None)
+            self._notice(path, how, None)
             try:
-                path = self.events.get_nowait()
+                path, how = self.events.get_nowait()
             except queue.Empty:
                 return
 
-    def _notice(self, path: str, channels: Any) -> None:
+    def _notice(self, path: str, how: str, channels: Any) -> None:
         for channel in channels if channels is not None else self.table.matching(path):
             if channels is not None and not channel.matches(path):
                 continue
@@ -259,7 +259,11 @@ class FileWatcher:
                 continue
             self.seen[key] = current
             self.in_flight.add(key)
-            moved_in = st.st_ctime_ns - st.st_mtime_ns > 1_000_000_000
+            # A rename reaches watchfiles as "added", like a creation. What tells them apart is the
+            # inode: a rename changes its ctime, not its mtime, so a file whose ctime is later than its
+            # last write arrived complete (moved in, or copied with its time stamps). A file renamed
+            # within the same clock tick as its last write (a few ms) counts as created.
+            moved_in = st.st_ctime_ns > st.st_mtime_ns
             self.executor.submit(self._handle_safely, channel, key[1], current, moved_in)
 
     # --- handing a file over -----------------------------------------------------------------
@@ -299,7 +303,7 @@ class FileWatcher:
             if (st.st_size, st.st_mtime_ns) != version:
                 claim.delete()  # still changing: give it back, it is noticed again when stable
                 self.seen.pop((channel.id, path), None)
-                self.events.put(path)
+                self.events.put((path, "modified"))
                 return None
             error = self._invoke(channel, path, version, event, cid)
         if error:
