@@ -42,8 +42,8 @@ def broker_connection(broker: Any, **options: Any) -> KombuConnection:
 
 
 def describe(broker: Any) -> str:
-    return f"amqp{'s' if broker.tls else ''}://{broker.host}:{broker.port}{'' if broker.vhost.startswith('/') else '/'}" \
-           f"{broker.vhost}"
+    vhost = broker.vhost if broker.vhost.startswith("/") else "/" + broker.vhost
+    return f"amqp{'s' if broker.tls else ''}://{broker.host}:{broker.port}{vhost}"
 
 
 def ping_broker(broker: Any) -> PingResult:

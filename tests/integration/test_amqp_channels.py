@@ -160,7 +160,7 @@ def test_malformed_json_is_dead_lettered_at_once_and_the_consumer_carries_on(set
         wait_for(lambda: read_log(setup["log"]), 20)
         wait_for(lambda: queue_depth(f"{queue_name}.dead") == 1, 10)
     message = get_one(f"{queue_name}.dead")
-    assert message.body == b"{not json" and "not JSON" in message.headers["x-switchboard-error"]
+    assert message.body in (b"{not json", "{not json") and "not JSON" in message.headers["x-switchboard-error"]
     assert "x-switchboard-requeues" not in message.headers
 
 

@@ -2,7 +2,8 @@
 
 Children: granian (HTTP: admin, management API, REST channels) on ``PORT``, daphne
 (WebSocket channels) on ``WEBSOCKET_PORT``, the file watcher (``watch_files``), the AMQP
-consumer (``consume_amqp``), a Celery worker and one Celery beat, all bound to 127.0.0.1. Each runs in its own process group; SIGINT or SIGTERM to this command, or any
+consumer (``consume_amqp``), a Celery worker and one Celery beat, all bound to 127.0.0.1.
+Each runs in its own process group; SIGINT or SIGTERM to this command, or any
 child exiting, stops them all.
 
 Why two servers: granian's WSGI interface serves REST about twice as fast as gunicorn's sync
