@@ -122,8 +122,8 @@ class OutgoingAMQPConnection(Connection):
                     routing_key=self.routing_key if routing_key is None else routing_key,
                     headers=headers or {}, content_type=content_type, content_encoding="binary"
                     if content_type == "application/octet-stream" else "utf-8",
-                    retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
-                                              "timeout": self.timeout},
+                    retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+                    timeout=self.timeout,
                     **props,
                 )
         except Exception as exc:

@@ -1,4 +1,4 @@
-"""Management API resources of the file and AMQP channels and AMQP connections; the raw-input parsers under Hypothesis."""
+"""API resources of file and AMQP channels and AMQP connections; the raw-input parsers under Hypothesis."""
 
 from __future__ import annotations
 
