@@ -16,7 +16,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from connections.admin_base import PingAdminMixin
-from connections.models import VaultConnection
+from connections.models import AMQPBroker, OutgoingAMQP, VaultConnection
 
 
 class SecretTextarea(forms.Textarea):
@@ -102,3 +102,43 @@ class VaultConnectionAdmin(PingAdminMixin, admin.ModelAdmin):
 
 def _status(stored: bool) -> str:
     return "Stored encrypted; never shown." if stored else "None stored."
+
+
+class AMQPBrokerForm(forms.ModelForm):
+    new_password = forms.CharField(
+        label="Password", required=False, strip=False, max_length=1024,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Type one to set it; leave empty to keep the stored one. Never shown again.",
+    )
+    clear_password = forms.BooleanField(label="Remove the stored password", required=False)
+
+    class Meta:
+        model = AMQPBroker
+        fields = ["name", "is_active", "host", "port", "vhost", "username", "tls", "tls_verify", "tls_ca_cert",
+                  "heartbeat", "timeout"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("new_password"):
+            self.instance.set_password(data["new_password"])
+        elif data.get("clear_password"):
+            self.instance.set_password("")
+        return data
+
+
+@admin.register(AMQPBroker)
+class AMQPBrokerAdmin(PingAdminMixin, admin.ModelAdmin):
+    form = AMQPBrokerForm
+    list_display = ["name", "host", "port", "vhost", "username", "tls", "is_active", "updated"]
+    list_filter = ["is_active", "tls"]
+    search_fields = ["name", "host", "vhost"]
+    list_per_page = 50
+
+
+@admin.register(OutgoingAMQP)
+class OutgoingAMQPAdmin(PingAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "broker", "exchange", "routing_key", "delivery_mode", "is_active", "updated"]
+    list_filter = ["is_active", "delivery_mode", "broker"]
+    search_fields = ["name", "exchange", "routing_key"]
+    list_select_related = ["broker"]
+    list_per_page = 50

@@ -21,3 +21,12 @@ class ConnectionsConfig(AppConfig):
                                                 VaultAuthentication.from_definition))
         base.register(base.ConnectionType(KIND, "Vault", "connections.VaultConnection", VaultClient.from_definition))
         api_routes.register("security/vault", VaultViewSet, basename="vault")
+        from connections.amqp import KIND as AMQP
+        from connections.amqp import OutgoingAMQPConnection
+
+        base.register(base.ConnectionType(AMQP, "AMQP", "connections.OutgoingAMQP", OutgoingAMQPConnection.from_row,
+                                          fingerprint=OutgoingAMQPConnection.fingerprint))
+        from connections.api import AMQPBrokerViewSet, OutgoingAMQPViewSet
+
+        api_routes.register("connections/amqp", AMQPBrokerViewSet, basename="amqp-broker")
+        api_routes.register("outgoing/amqp", OutgoingAMQPViewSet, basename="outgoing-amqp")

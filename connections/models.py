@@ -20,6 +20,7 @@ from accounts import crypto
 from accounts.models import SecurityDefinition
 from connections import vault
 from integration.channels import security
+from integration.signals import config_model
 
 if TYPE_CHECKING:
     from connections.base import PingResult
@@ -145,3 +146,118 @@ class VaultConnection(SecurityDefinition):
     def get_tls_client_key(self) -> str:
         return crypto.decrypt(self.tls_client_key_encrypted) if self.tls_client_key_encrypted else ""
 
+
+
+@config_model
+class AMQPBroker(models.Model):
+    """A RabbitMQ (AMQP 0-9-1) broker: used by AMQP channels (consuming) and outgoing AMQP (publishing)."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="A name for administrators.")
+    is_active = models.BooleanField(default=True, help_text="Inactive brokers are not connected to.")
+    host = models.CharField(max_length=255, default="127.0.0.1", help_text="The broker's host name or address.")
+    port = models.PositiveIntegerField(default=5672, help_text="5672 for AMQP, usually 5671 with TLS.")
+    vhost = models.CharField(max_length=255, default="/", verbose_name="virtual host",
+                             help_text="The virtual host, / by default.")
+    username = models.CharField(max_length=255, default="guest", help_text="The user to log in as.")
+    password_encrypted = models.TextField(blank=True, editable=False, help_text="The password, Fernet-encrypted.")
+    tls = models.BooleanField(default=False, help_text="Connect over TLS.")
+    tls_verify = models.BooleanField(default=True, help_text="Check the broker's certificate (with TLS).")
+    tls_ca_cert = models.TextField(blank=True, help_text="PEM CA bundle for the broker's certificate; empty: the "
+                                   "system's CAs.")
+    heartbeat = models.PositiveIntegerField(default=30, help_text="Seconds between AMQP heartbeats; 0 = off.")
+    timeout = models.FloatField(default=10.0, help_text="Seconds to wait when connecting and publishing.")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "AMQP broker connection"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        errors = {}
+        self.host = (self.host or "").strip()
+        if not self.host or any(c in self.host for c in " /\\@"):
+            errors["host"] = "Give a host name or an address."
+        if self.port is not None and not 0 < self.port < 65536:
+            errors["port"] = "A port is 1 to 65535."
+        if self.timeout is not None and not 0 < self.timeout <= MAX_TIMEOUT:
+            errors["timeout"] = f"More than 0 and at most {MAX_TIMEOUT} seconds."
+        if self.tls_ca_cert.strip() and "-----BEGIN " not in self.tls_ca_cert:
+            errors["tls_ca_cert"] = "Paste the certificate in PEM form (-----BEGIN CERTIFICATE----- ...)."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    def set_password(self, password: str) -> None:
+        self.password_encrypted = crypto.encrypt(password) if password else ""
+
+    def get_password(self) -> str:
+        return crypto.decrypt(self.password_encrypted) if self.password_encrypted else ""
+
+    def ping(self) -> PingResult:
+        from connections.amqp import ping_broker
+
+        return ping_broker(self)
+
+
+@config_model
+class OutgoingAMQP(models.Model):
+    """A named publisher services use: ``self.out.amqp["name"].send(data, exchange=..., routing_key=...)``."""
+
+    class DeliveryMode(models.IntegerChoices):
+        NON_PERSISTENT = 1, "non-persistent"
+        PERSISTENT = 2, "persistent"
+
+    name = models.CharField(max_length=200, unique=True, help_text="How services name it: self.out.amqp[name].")
+    is_active = models.BooleanField(default=True, help_text="Sending through an inactive one is a 503.")
+    broker = models.ForeignKey(AMQPBroker, on_delete=models.PROTECT, related_name="outgoing",
+                               help_text="The broker to publish to.")
+    exchange = models.CharField(max_length=255, blank=True, help_text="Default exchange; empty: the default "
+                                "exchange (routing key = queue name).")
+    routing_key = models.CharField(max_length=255, blank=True, help_text="Default routing key.")
+    delivery_mode = models.PositiveSmallIntegerField(choices=DeliveryMode.choices, default=DeliveryMode.PERSISTENT,
+                                                     help_text="Persistent messages survive a broker restart.")
+    priority = models.PositiveSmallIntegerField(default=5, help_text="Message priority, 0 to 9.")
+    content_type = models.CharField(max_length=100, blank=True, help_text="Content type for text and bytes; "
+                                    "dicts and lists are always sent as application/json.")
+    expiration = models.PositiveIntegerField(null=True, blank=True, help_text="Message TTL in milliseconds; "
+                                             "empty: none.")
+    app_id = models.CharField(max_length=200, blank=True, help_text="The app_id property of each message.")
+    pool_size = models.PositiveSmallIntegerField(default=4, help_text="Broker connections kept per process.")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "outgoing AMQP connection"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        errors = {}
+        if self.priority is not None and self.priority > 9:
+            errors["priority"] = "0 to 9."
+        if self.pool_size is not None and not 1 <= self.pool_size <= 100:
+            errors["pool_size"] = "1 to 100."
+        if errors:
+            raise ValidationError(errors)
+
+    def ping(self) -> PingResult:
+        from connections.amqp import ping_broker
+
+        return ping_broker(self.broker)

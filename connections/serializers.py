@@ -12,7 +12,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from connections.models import VaultConnection
+from connections.models import AMQPBroker, OutgoingAMQP, VaultConnection
 
 _UNSET = object()
 
@@ -55,3 +55,42 @@ class VaultConnectionSerializer(serializers.ModelSerializer):
             instance.set_tls_client_key(key or "")
         instance.save()  # validates the whole row (model clean): bad input is a 400 naming the field
         return instance
+
+
+class AMQPBrokerSerializer(serializers.ModelSerializer):
+    """``password`` is write-only; answers say ``has_password``. Leaving it out keeps the stored one."""
+
+    password = _secret_field(1024)
+    has_password = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = AMQPBroker
+        fields = ["id", "name", "is_active", "host", "port", "vhost", "username", "password", "has_password", "tls",
+                  "tls_verify", "tls_ca_cert", "heartbeat", "timeout", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+    def create(self, validated_data: dict[str, Any]) -> Any:
+        return self._save(AMQPBroker(), validated_data)
+
+    def update(self, instance: Any, validated_data: dict[str, Any]) -> Any:
+        return self._save(instance, validated_data)
+
+    @staticmethod
+    def _save(instance: Any, validated_data: dict[str, Any]) -> Any:
+        password = validated_data.pop("password", _UNSET)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        if password is not _UNSET:
+            instance.set_password(password or "")
+        instance.save()
+        return instance
+
+
+class OutgoingAMQPSerializer(serializers.ModelSerializer):
+    broker = serializers.SlugRelatedField(slug_field="name", queryset=AMQPBroker.objects.all())
+
+    class Meta:
+        model = OutgoingAMQP
+        fields = ["id", "name", "is_active", "broker", "exchange", "routing_key", "delivery_mode", "priority",
+                  "content_type", "expiration", "app_id", "pool_size", "created", "updated"]
+        read_only_fields = ["created", "updated"]

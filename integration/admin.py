@@ -23,7 +23,16 @@ from integration.channels import security
 from integration.errors import SwitchboardError, error_body
 from integration.invoke import invoke, new_cid
 from integration.jsonio import json_default
-from integration.models import DeployedService, RestChannel, ServiceModule, WebSocketChannel, WebSocketClient
+from integration.models import (
+    AMQPChannel,
+    DeployedService,
+    FileChannel,
+    FileClaim,
+    RestChannel,
+    ServiceModule,
+    WebSocketChannel,
+    WebSocketClient,
+)
 from integration.services import ChannelInfo
 
 
@@ -388,3 +397,46 @@ class WebSocketClientAdmin(ListingMixin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # deleting a row would not close the connection: use Disconnect
+
+
+@admin.register(FileChannel)
+class FileChannelAdmin(ListingMixin):
+    list_display = ["name", "is_active", "directory", "patterns", "recursive", "service", "after_success",
+                    "after_failure"]
+    list_filter = ["is_active", "recursive", "after_success", "after_failure", "use_polling"]
+    search_fields = ["name", "directory", "patterns", "service__name"]
+    list_select_related = ["service"]
+    autocomplete_fields = ["service"]
+    fieldsets = [
+        (None, {"fields": ["name", "is_active", "service"]}),
+        ("Watching", {"fields": ["directory", "patterns", "recursive", "on_created", "on_modified", "on_moved",
+                                 "stable_seconds", "use_polling"]}),
+        ("What the service receives", {"fields": ["pass_event", "pass_contents", "max_contents_size"]}),
+        ("Afterwards", {"fields": ["after_success", "done_directory", "after_failure", "error_directory"]}),
+    ]
+
+
+@admin.register(FileClaim)
+class FileClaimAdmin(ListingMixin):
+    """What became of each file: read-only, written by the watchers."""
+
+    list_display = ["path", "channel", "event", "status", "cid", "owner", "claimed_at", "finished_at"]
+    list_filter = ["status", "event", "channel"]
+    search_fields = ["path", "cid"]
+    list_select_related = ["channel"]
+    readonly_fields = [f.name for f in FileClaim._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AMQPChannel)
+class AMQPChannelAdmin(ListingMixin):
+    list_display = ["name", "is_active", "broker", "queue", "service", "data_format", "prefetch", "max_requeues"]
+    list_filter = ["is_active", "data_format", "broker"]
+    search_fields = ["name", "queue", "service__name"]
+    list_select_related = ["service", "broker"]
+    autocomplete_fields = ["service"]

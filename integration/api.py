@@ -30,10 +30,20 @@ from integration.deploy import deploy_sources
 from integration.errors import BadRequest, InternalError, SwitchboardError
 from integration.invoke import invoke
 from integration.jsonio import JSONParser
-from integration.models import DeployedService, RestChannel, ServiceModule, WebSocketChannel, WebSocketClient
+from integration.models import (
+    AMQPChannel,
+    DeployedService,
+    FileChannel,
+    RestChannel,
+    ServiceModule,
+    WebSocketChannel,
+    WebSocketClient,
+)
 from integration.serializers import (
+    AMQPChannelSerializer,
     DeployResultSerializer,
     DeploySerializer,
+    FileChannelSerializer,
     ModuleDetailSerializer,
     ModuleSerializer,
     RestChannelSerializer,
@@ -309,3 +319,40 @@ class InvokeView(APIView):
             response["Content-Type"] = "text/plain; charset=utf-8"
         response["X-Zato-Response-Time"] = f"{result.duration_ms:.3f}"
         return response
+
+
+class FileChannelFilter(django_filters.FilterSet):
+    service = names_filter("service__name", "Only channels that invoke this service (by name).")
+    is_active = StrictBooleanFilter(help_text="true or false.")
+
+    class Meta:
+        model = FileChannel
+        fields = ["service", "is_active", "recursive", "after_success", "after_failure"]
+
+
+class FileChannelViewSet(ConfigViewSet):
+    """File channels. ``?search=`` looks in names, directories and patterns."""
+
+    queryset = FileChannel.objects.select_related("service").order_by("name")
+    serializer_class = FileChannelSerializer
+    search_fields = ["name", "directory", "patterns"]
+    filterset_class = FileChannelFilter
+
+
+class AMQPChannelFilter(django_filters.FilterSet):
+    service = names_filter("service__name", "Only channels that invoke this service (by name).")
+    broker = names_filter("broker__name", "Only channels on this broker connection (by name).")
+    is_active = StrictBooleanFilter(help_text="true or false.")
+
+    class Meta:
+        model = AMQPChannel
+        fields = ["service", "broker", "is_active", "data_format"]
+
+
+class AMQPChannelViewSet(ConfigViewSet):
+    """AMQP channels. ``?search=`` looks in names and queue names."""
+
+    queryset = AMQPChannel.objects.select_related("service", "broker").order_by("name")
+    serializer_class = AMQPChannelSerializer
+    search_fields = ["name", "queue"]
+    filterset_class = AMQPChannelFilter

@@ -26,6 +26,16 @@ class IntegrationConfig(AppConfig):
         post_migrate.connect(_after_migrate, sender=self, dispatch_uid="switchboard-after-migrate")
         base.register(RestChannelType())
         base.register(WebSocketChannelType())
+        from integration.channels.files import FileChannelType
+
+        base.register(FileChannelType())
+        from integration.channels.amqp import AMQPChannelType
+
+        base.register(AMQPChannelType())
+        from integration.api import AMQPChannelViewSet, FileChannelViewSet
+
+        api_routes.register("channels/file", FileChannelViewSet, basename="file-channel")
+        api_routes.register("channels/amqp", AMQPChannelViewSet, basename="amqp-channel")
         api_routes.register("services", ServiceViewSet, basename="service")
         api_routes.register("modules", ModuleViewSet, basename="module")
         api_routes.register("channels/rest", RestChannelViewSet, basename="rest-channel")

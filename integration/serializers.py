@@ -7,8 +7,17 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from accounts.models import SecurityDefinition
+from connections.models import AMQPBroker
 from integration.api_base import full_clean_into, unstorable_reason
-from integration.models import DeployedService, RestChannel, ServiceModule, WebSocketChannel, WebSocketClient
+from integration.models import (
+    AMQPChannel,
+    DeployedService,
+    FileChannel,
+    RestChannel,
+    ServiceModule,
+    WebSocketChannel,
+    WebSocketClient,
+)
 
 
 class ServiceSerializer(serializers.ModelSerializer):
@@ -174,3 +183,29 @@ class WebSocketClientSerializer(serializers.ModelSerializer):
             "server_host", "server_pid",
         ]
         read_only_fields = fields
+
+
+class FileChannelSerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="name", queryset=DeployedService.objects.all())
+
+    class Meta:
+        model = FileChannel
+        fields = [
+            "id", "name", "is_active", "directory", "patterns", "recursive", "on_created", "on_modified", "on_moved",
+            "service", "pass_contents", "max_contents_size", "pass_event", "after_success", "done_directory",
+            "after_failure", "error_directory", "stable_seconds", "use_polling", "created", "updated",
+        ]
+        read_only_fields = ["created", "updated"]
+
+
+class AMQPChannelSerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="name", queryset=DeployedService.objects.all())
+    broker = serializers.SlugRelatedField(slug_field="name", queryset=AMQPBroker.objects.all())
+
+    class Meta:
+        model = AMQPChannel
+        fields = [
+            "id", "name", "is_active", "broker", "queue", "prefetch", "consumers", "service", "data_format",
+            "max_requeues", "dead_letter_queue", "created", "updated",
+        ]
+        read_only_fields = ["created", "updated"]

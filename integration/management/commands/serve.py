@@ -1,8 +1,9 @@
 """``python manage.py serve``: start the whole platform in one command and stop it with Ctrl-C.
 
 Children: granian (HTTP: admin, management API, REST channels) on ``PORT``, daphne
-(WebSocket channels) on ``WEBSOCKET_PORT``, a Celery worker and one Celery beat, all bound
-to 127.0.0.1. Each runs in its own process group; SIGINT or SIGTERM to this command, or any
+(WebSocket channels) on ``WEBSOCKET_PORT``, the file watcher (``watch_files``), the AMQP
+consumer (``consume_amqp``), a Celery worker and one Celery beat, all bound to 127.0.0.1.
+Each runs in its own process group; SIGINT or SIGTERM to this command, or any
 child exiting, stops them all.
 
 Why two servers: granian's WSGI interface serves REST about twice as fast as gunicorn's sync
@@ -141,6 +142,11 @@ class Command(BaseCommand):
         commands = [
             ("web", granian_argv(python, settings.PORT, settings.WEB_WORKERS)),
             ("websockets", daphne_argv(python, settings.WEBSOCKET_PORT, daphne_message_limit())),
+        ]
+        # File channels (watch_files) and AMQP channels (consume_amqp): one long-lived process each.
+        commands += [
+            ("files", [python, "manage.py", "watch_files"]),
+            ("amqp", [python, "manage.py", "consume_amqp"]),
         ]
         if not no_celery:
             commands += [
