@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('connections', '0002_amqp_brokers_and_outgoing'),
-        ('integration', '0006_file_channels'),
+        ('integration', '0007_file_channels'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0005_websocket_channels'),
+        ('integration', '0006_builtin_modules_in_services_package'),
     ]
 
     operations = [
