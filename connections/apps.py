@@ -21,3 +21,15 @@ class ConnectionsConfig(AppConfig):
                                                 VaultAuthentication.from_definition))
         base.register(base.ConnectionType(KIND, "Vault", "connections.VaultConnection", VaultClient.from_definition))
         api_routes.register("security/vault", VaultViewSet, basename="vault")
+
+        # Outgoing REST (alias plain_http, Zato's name) and HL7 FHIR.
+        from connections import fhir, rest
+        from connections.api import OutgoingFhirViewSet, OutgoingRestViewSet
+        from connections.http_common import fingerprint
+
+        base.register(base.ConnectionType(rest.KIND, "REST", "connections.OutgoingRest", rest.RestConnection.from_row,
+                                          aliases=rest.ALIASES, fingerprint=fingerprint))
+        base.register(base.ConnectionType(fhir.KIND, "HL7 FHIR", "connections.OutgoingFhir",
+                                          fhir.FhirConnection.from_row, fingerprint=fingerprint))
+        api_routes.register("outgoing/rest", OutgoingRestViewSet, basename="outgoing-rest")
+        api_routes.register("outgoing/fhir", OutgoingFhirViewSet, basename="outgoing-fhir")
