@@ -507,7 +507,7 @@ class OAuthDefinition(SecurityDefinition):
         BASIC = "basic", "HTTP Basic header (client_secret_basic)"
         FORM = "form", "Form body (client_secret_post)"
 
-    token_url = models.URLField(max_length=500, help_text="The token endpoint, e.g. https://auth.example.com/oauth2/token.")
+    token_url = models.CharField(max_length=500, help_text="The token endpoint, e.g. https://auth.example.com/oauth2/token.")
     client_id = models.CharField(max_length=200, help_text="The client id the token server knows Switchboard by.")
     client_secret_encrypted = models.TextField(
         blank=True, editable=False, help_text="The client secret, Fernet-encrypted; set it with Change secret.",

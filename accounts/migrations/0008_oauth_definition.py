@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
             name='OAuthDefinition',
             fields=[
                 ('securitydefinition_ptr', models.OneToOneField(auto_created=True, on_delete=django.db.models.deletion.CASCADE, parent_link=True, primary_key=True, serialize=False, to='accounts.securitydefinition')),
-                ('token_url', models.URLField(help_text='The token endpoint, e.g. https://auth.example.com/oauth2/token.', max_length=500)),
+                ('token_url', models.CharField(help_text='The token endpoint, e.g. https://auth.example.com/oauth2/token.', max_length=500)),
                 ('client_id', models.CharField(help_text='The client id the token server knows Switchboard by.', max_length=200)),
                 ('client_secret_encrypted', models.TextField(blank=True, editable=False, help_text='The client secret, Fernet-encrypted; set it with Change secret.')),
                 ('scopes', models.TextField(blank=True, help_text='The scopes connections may ask for, separated by spaces or new lines. Empty: ask for none (the token server grants its default).')),
