@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from accounts.models import ApiKey, BasicAuth, JWTDefinition, TechAccount
+from accounts.models import ApiKey, BasicAuth, JWTDefinition, OAuthDefinition, TechAccount
 from integration.admin_base import ListingMixin, count_of
 from integration.models import RestChannel
 
@@ -67,6 +67,8 @@ class ChangeSecretMixin(DefinitionAdmin):
     """A "Change password" page (``<pk>/password/``): the new secret typed twice, never shown back."""
 
     change_password_template = "admin/accounts/change_password.html"  # noqa: S105 (a template path)
+    change_password_form: type[forms.Form] = ChangePasswordForm
+    secret_label = "password"  # noqa: S105 (a word for messages)
 
     def get_urls(self) -> list[Any]:
         info = self.model._meta.app_label, self.model._meta.model_name
@@ -78,7 +80,7 @@ class ChangeSecretMixin(DefinitionAdmin):
         obj = get_object_or_404(self.model, pk=pk)
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
-        form = ChangePasswordForm(request.POST or None)
+        form = self.change_password_form(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
                 self.apply_password(obj, form.cleaned_data["password1"])
@@ -87,12 +89,12 @@ class ChangeSecretMixin(DefinitionAdmin):
         if request.method == "POST" and form.is_valid():
             obj.save()
             self.log_change(request, obj, [{"changed": {"fields": ["password"]}}])
-            messages.success(request, f"The password of “{obj.name}” was changed.")
+            messages.success(request, f"The {self.secret_label} of “{obj.name}” was changed.")
             return HttpResponseRedirect(reverse(
                 f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk]))
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Change password: {obj.name}",
+            "title": f"Change {self.secret_label}: {obj.name}",
             "form": form,
             "original": obj,
             "opts": self.model._meta,
@@ -198,4 +200,62 @@ class ApiKeyAdmin(ChangeSecretMixin):
         response = TemplateResponse(request, "admin/accounts/apikey/key_created.html", context)
         response["Cache-Control"] = "no-store"
         return response
+
+
+class ChangeClientSecretForm(ChangePasswordForm):
+    password1 = forms.CharField(label="New client secret", strip=False, max_length=4096,
+                                widget=forms.PasswordInput(render_value=False),
+                                help_text="Sent to the token server from now on; tokens got with the old one are "
+                                "no longer used. Stored encrypted, never shown again.")
+    password2 = forms.CharField(label="New client secret (again)", strip=False, max_length=4096,
+                                widget=forms.PasswordInput(render_value=False),
+                                help_text="The same secret again, to catch a typing mistake.")
+
+
+class OAuthDefinitionForm(forms.ModelForm):
+    client_secret = forms.CharField(
+        label="Client secret", required=False, strip=False, max_length=4096,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted and never shown again; change it later with Change secret.",
+    )
+
+    class Meta:
+        model = OAuthDefinition
+        fields = ["name", "is_active", "token_url", "client_id", "scopes", "extra_params", "credentials_in",
+                  "timeout", "tls_verify", "tls_ca_cert"]
+
+
+@admin.register(OAuthDefinition)
+class OAuthDefinitionAdmin(ChangeSecretMixin):
+    """OAuth client credentials for outgoing connections: no channel can use them, so no channel count."""
+
+    form = OAuthDefinitionForm
+    change_password_form = ChangeClientSecretForm
+    secret_label = "client secret"  # noqa: S105 (a word for messages)
+    list_display = ["name", "client_id", "token_url", "credentials_in", "is_active", "updated"]
+    list_filter = ["is_active", "credentials_in"]
+    search_fields = ["name", "client_id", "token_url"]
+    readonly_fields = ["secret_status"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super(DefinitionAdmin, self).get_queryset(request)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = [f for f in super().get_fields(request, obj) if f not in ("secret_status", "client_secret")]
+        return [*fields, "secret_status"] if obj is not None else [*fields, "client_secret"]
+
+    @admin.display(description="Client secret")
+    def secret_status(self, obj: Any) -> str:
+        if obj is None or obj.pk is None:
+            return "-"
+        url = reverse("admin:accounts_oauthdefinition_password", args=[obj.pk])
+        state = "Stored encrypted, never shown." if obj.has_secret else "None stored yet."
+        return format_html('{} <a href="{}" id="change-password">Change secret</a>', state, url)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not change and form.cleaned_data.get("client_secret"):
+            obj.set_secret(form.cleaned_data["client_secret"])
+        super().save_model(request, obj, form, change)
+
+
 from accounts import admin_tokens, admin_totp  # noqa: E402,F401 - API tokens, login audit and TOTP admin

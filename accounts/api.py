@@ -18,7 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import ApiKey, BasicAuth, JWTDefinition, TechAccount
+from accounts.models import ApiKey, BasicAuth, JWTDefinition, OAuthDefinition, TechAccount
 from accounts.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeySerializer,
@@ -26,6 +26,7 @@ from accounts.serializers import (
     ChangePasswordSerializer,
     JWTSerializer,
     NewKeySerializer,
+    OAuthSerializer,
     PasswordChangedSerializer,
     TechAccountSerializer,
 )
@@ -145,3 +146,16 @@ class ApiKeyViewSet(ChangePasswordMixin, DefinitionViewSet):
             definition.save()
         return Response(NewKeySerializer({"id": definition.pk, "name": definition.name,
                                           "key_prefix": definition.key_prefix, "key": key}).data)
+
+
+class OAuthViewSet(ChangePasswordMixin, DefinitionViewSet):
+    """OAuth client credentials for outgoing connections; ``change-password/`` sets the client secret.
+
+    ``?search=`` looks in names, client ids and token URLs; ``?client_id=`` and ``?credentials_in=`` are exact.
+    Deleting one that connections use is a 409 unless ``?cascade=true`` (they are deleted with it).
+    """
+
+    queryset = OAuthDefinition.objects.order_by("name")
+    serializer_class = OAuthSerializer
+    search_fields = ["name", "client_id", "token_url"]
+    filterset_class = definition_filter(OAuthDefinition, "client_id", "credentials_in")

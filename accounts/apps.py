@@ -27,6 +27,14 @@ class AccountsConfig(AppConfig):
         api_routes.register("security/api-keys", ApiKeyViewSet, basename="api-key")
         api_routes.register("security/jwt", JWTViewSet, basename="jwt")
 
+        # OAuth client credentials are for outgoing connections only: no channel kind may use them.
+        from accounts.api import OAuthViewSet
+        from accounts.oauth import OutgoingOnly
+
+        security.register(security.SecurityType("oauth", "OAuth", "accounts.OAuthDefinition",
+                                                OutgoingOnly.from_definition, channel_kinds=frozenset()))
+        api_routes.register("security/oauth", OAuthViewSet, basename="oauth")
+
 
 class SwitchboardAdminConfig(admin_apps.AdminConfig):
     """``django.contrib.admin`` with ``accounts.admin_site.AdminSite`` as the default site."""

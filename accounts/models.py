@@ -23,6 +23,7 @@ from django.utils import timezone
 from django_otp.models import Device
 
 from accounts import crypto, totp
+from accounts.oauth_params import parse_extra_params, parse_scopes
 from integration.channels import security
 from integration.signals import config_model
 
@@ -492,3 +493,81 @@ class ApiToken(models.Model):
             return False
         self.revoked = now
         return True
+
+
+class OAuthDefinition(SecurityDefinition):
+    """OAuth 2.0 client credentials (RFC 6749 §4.4) that outgoing REST and FHIR connections use to get tokens.
+
+    Not for channels: its type is registered with no channel kinds (``channel_kinds=frozenset()``),
+    so no channel may point at it. The client secret must be sent to the token server, so it is
+    Fernet-encrypted (``set_secret``), never hashed; tokens live in ``accounts.oauth``'s cache only.
+    """
+
+    class CredentialsIn(models.TextChoices):
+        BASIC = "basic", "HTTP Basic header (client_secret_basic)"
+        FORM = "form", "Form body (client_secret_post)"
+
+    token_url = models.CharField(max_length=500, help_text="The token endpoint, e.g. https://auth.example.com/oauth2/token.")
+    client_id = models.CharField(max_length=200, help_text="The client id the token server knows Switchboard by.")
+    client_secret_encrypted = models.TextField(
+        blank=True, editable=False, help_text="The client secret, Fernet-encrypted; set it with Change secret.",
+    )
+    scopes = models.TextField(
+        blank=True, help_text="The scopes connections may ask for, separated by spaces or new lines. "
+        "Empty: ask for none (the token server grants its default).",
+    )
+    extra_params = models.TextField(
+        blank=True, help_text="More token request parameters, one key=value a line (e.g. audience=https://api.example.com).",
+    )
+    credentials_in = models.CharField(
+        max_length=10, choices=CredentialsIn.choices, default=CredentialsIn.BASIC,
+        help_text="How the client id and secret reach the token server (RFC 6749 §2.3.1).",
+    )
+    timeout = models.FloatField(default=10.0, help_text="Seconds to wait for the token server.")
+    tls_verify = models.BooleanField(default=True, help_text="Check the token server's TLS certificate.")
+    tls_ca_cert = models.TextField(blank=True, help_text="PEM CA bundle for the token server; empty: the system's CAs.")
+
+    class Meta:
+        verbose_name = "OAuth definition"
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.sec_type = security.sec_type_of(type(self))
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.token_url and not self.token_url.lower().startswith(("http://", "https://")):
+            errors["token_url"] = "Enter an http:// or https:// URL."  # noqa: S105 (a message, not a secret)
+        if self.timeout is not None and not 0 < self.timeout <= 300:
+            errors["timeout"] = "The timeout must be more than 0 and at most 300 seconds."
+        try:
+            parse_extra_params(self.extra_params)
+        except ValueError as exc:
+            errors["extra_params"] = str(exc)
+        if self.tls_ca_cert.strip() and "-----BEGIN " not in self.tls_ca_cert:
+            errors["tls_ca_cert"] = "Paste the certificate in PEM form (-----BEGIN CERTIFICATE----- ...)."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def scope_list(self) -> list[str]:
+        return parse_scopes(self.scopes)
+
+    @property
+    def extra_dict(self) -> dict[str, str]:
+        return parse_extra_params(self.extra_params)
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.client_secret_encrypted)
+
+    def set_secret(self, secret: str) -> None:
+        """Store the client secret (encrypted); an empty string removes it."""
+        self.client_secret_encrypted = crypto.encrypt(secret) if secret else ""
+
+    def get_secret(self) -> str:
+        return crypto.decrypt(self.client_secret_encrypted) if self.client_secret_encrypted else ""
+
+    set_password = set_secret  # the shared "change password" page and API action call it so
+

@@ -8,7 +8,15 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
-from accounts.models import API_KEY_MIN_LENGTH, JWT_MAX_TTL, ApiKey, BasicAuth, JWTDefinition, TechAccount
+from accounts.models import (
+    API_KEY_MIN_LENGTH,
+    JWT_MAX_TTL,
+    ApiKey,
+    BasicAuth,
+    JWTDefinition,
+    OAuthDefinition,
+    TechAccount,
+)
 
 
 def _secret_field(**kwargs: Any) -> serializers.CharField:
@@ -142,3 +150,36 @@ class ChangePasswordSerializer(serializers.Serializer):
         if attrs["password1"] != attrs["password2"]:
             raise serializers.ValidationError({"password2": "The two passwords are not the same."})
         return attrs
+
+
+class OAuthSerializer(serializers.ModelSerializer):
+    """OAuth client credentials. ``client_secret`` is write-only (encrypted at rest); ``has_secret`` says if set.
+
+    Leaving ``client_secret`` out of an update keeps the stored one; ``change-password/`` also sets it.
+    """
+
+    client_secret = serializers.CharField(write_only=True, required=False, allow_blank=True, trim_whitespace=False,
+                                          max_length=4096, style={"input_type": "password"})
+    has_secret = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = OAuthDefinition
+        fields = ["id", "name", "is_active", "token_url", "client_id", "client_secret", "has_secret", "scopes",
+                  "extra_params", "credentials_in", "timeout", "tls_verify", "tls_ca_cert", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+    def create(self, validated_data: dict[str, Any]) -> OAuthDefinition:
+        return self._save(OAuthDefinition(), validated_data)
+
+    def update(self, instance: OAuthDefinition, validated_data: dict[str, Any]) -> OAuthDefinition:
+        return self._save(instance, validated_data)
+
+    @staticmethod
+    def _save(instance: OAuthDefinition, validated_data: dict[str, Any]) -> OAuthDefinition:
+        secret = validated_data.pop("client_secret", None)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        if secret:
+            instance.set_secret(secret)
+        instance.save()  # validates the whole row: bad input is a 400 naming the field
+        return instance

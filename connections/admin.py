@@ -16,7 +16,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from connections.admin_base import PingAdminMixin
-from connections.models import AMQPBroker, OutgoingAMQP, VaultConnection
+from connections.models import AMQPBroker, OutgoingAMQP, OutgoingFhir, OutgoingRest, VaultConnection
 
 
 class SecretTextarea(forms.Textarea):
@@ -142,3 +142,68 @@ class OutgoingAMQPAdmin(PingAdminMixin, admin.ModelAdmin):
     search_fields = ["name", "exchange", "routing_key"]
     list_select_related = ["broker"]
     list_per_page = 50
+
+
+class OutgoingHttpForm(forms.ModelForm):
+    """The Basic password or API key is write-only: typing one replaces it, empty keeps it, a tick removes it."""
+
+    new_password = forms.CharField(
+        label="Password or API key", required=False, strip=False, max_length=4096,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The Basic Auth password or the API key. Type one to set it; leave empty to keep the stored one.",
+    )
+    clear_password = forms.BooleanField(label="Remove the stored password or key", required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("new_password"):
+            self.instance.set_password(data["new_password"])
+        elif data.get("clear_password"):
+            self.instance.set_password("")
+        return data
+
+
+_HTTP_SECURITY = ["auth_type", "username", "password_status", "new_password", "clear_password", "oauth",
+                  "oauth_scopes"]
+
+
+class OutgoingHttpAdmin(PingAdminMixin, admin.ModelAdmin):
+    readonly_fields = ["password_status"]
+    list_select_related = ["oauth"]
+    autocomplete_fields: list[str] = []
+
+    @admin.display(description="Stored password or key")
+    def password_status(self, obj: Any) -> str:
+        return _status(obj is not None and obj.has_password)
+
+
+@admin.register(OutgoingRest)
+class OutgoingRestAdmin(OutgoingHttpAdmin):
+    form = type("OutgoingRestForm", (OutgoingHttpForm,), {"Meta": type("Meta", (), {
+        "model": OutgoingRest, "fields": ["name", "is_active", "address", "url_path", "data_format", "default_headers",
+                                          "auth_type", "username", "api_key_header", "oauth", "oauth_scopes",
+                                          "timeout", "tls_verify", "tls_ca_cert", "pool_size", "ping_method",
+                                          "ping_path"]})})
+    list_display = ["name", "address", "url_path", "data_format", "auth_type", "is_active", "updated"]
+    list_filter = ["is_active", "auth_type", "data_format"]
+    search_fields = ["name", "address", "url_path"]
+    fieldsets = [
+        (None, {"fields": ["name", "is_active", "address", "url_path", "data_format", "default_headers"]}),
+        ("Security", {"fields": [*_HTTP_SECURITY[:4], "api_key_header", *_HTTP_SECURITY[4:]]}),
+        ("Connection", {"fields": ["timeout", "pool_size", "tls_verify", "tls_ca_cert", "ping_method", "ping_path"]}),
+    ]
+
+
+@admin.register(OutgoingFhir)
+class OutgoingFhirAdmin(OutgoingHttpAdmin):
+    form = type("OutgoingFhirForm", (OutgoingHttpForm,), {"Meta": type("Meta", (), {
+        "model": OutgoingFhir, "fields": ["name", "is_active", "address", "auth_type", "username", "oauth",
+                                          "oauth_scopes", "timeout", "tls_verify", "tls_ca_cert"]})})
+    list_display = ["name", "address", "auth_type", "is_active", "updated"]
+    list_filter = ["is_active", "auth_type"]
+    search_fields = ["name", "address"]
+    fieldsets = [
+        (None, {"fields": ["name", "is_active", "address"]}),
+        ("Security", {"fields": _HTTP_SECURITY}),
+        ("Connection", {"fields": ["timeout", "tls_verify", "tls_ca_cert"]}),
+    ]

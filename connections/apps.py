@@ -2,15 +2,22 @@ from django.apps import AppConfig
 
 
 class ConnectionsConfig(AppConfig):
-    """Outgoing connections (Vault today; REST, FHIR, LDAP, SFTP, FTP next), and Vault's security type."""
+    """Outgoing connections (Vault, REST, HL7 FHIR, AMQP; LDAP, SFTP, FTP next), and Vault's security type."""
 
     name = "connections"
     verbose_name = "Outgoing connections"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from connections import base
-        from connections.api import VaultViewSet
+        from connections import amqp, base, fhir, rest
+        from connections.api import (
+            AMQPBrokerViewSet,
+            OutgoingAMQPViewSet,
+            OutgoingFhirViewSet,
+            OutgoingRestViewSet,
+            VaultViewSet,
+        )
+        from connections.http_common import fingerprint
         from connections.vault import KIND, VaultClient
         from connections.vault_inbound import VaultAuthentication
         from integration import api_routes
@@ -20,13 +27,16 @@ class ConnectionsConfig(AppConfig):
         security.register(security.SecurityType("vault_conn_sec", "Vault", "connections.VaultConnection",
                                                 VaultAuthentication.from_definition))
         base.register(base.ConnectionType(KIND, "Vault", "connections.VaultConnection", VaultClient.from_definition))
+        # Outgoing REST (alias plain_http, Zato's name) and HL7 FHIR.
+        base.register(base.ConnectionType(rest.KIND, "REST", "connections.OutgoingRest", rest.RestConnection.from_row,
+                                          aliases=rest.ALIASES, fingerprint=fingerprint))
+        base.register(base.ConnectionType(fhir.KIND, "HL7 FHIR", "connections.OutgoingFhir",
+                                          fhir.FhirConnection.from_row, fingerprint=fingerprint))
+        base.register(base.ConnectionType(amqp.KIND, "AMQP", "connections.OutgoingAMQP",
+                                          amqp.OutgoingAMQPConnection.from_row,
+                                          fingerprint=amqp.OutgoingAMQPConnection.fingerprint))
         api_routes.register("security/vault", VaultViewSet, basename="vault")
-        from connections.amqp import KIND as AMQP
-        from connections.amqp import OutgoingAMQPConnection
-
-        base.register(base.ConnectionType(AMQP, "AMQP", "connections.OutgoingAMQP", OutgoingAMQPConnection.from_row,
-                                          fingerprint=OutgoingAMQPConnection.fingerprint))
-        from connections.api import AMQPBrokerViewSet, OutgoingAMQPViewSet
-
+        api_routes.register("outgoing/rest", OutgoingRestViewSet, basename="outgoing-rest")
+        api_routes.register("outgoing/fhir", OutgoingFhirViewSet, basename="outgoing-fhir")
         api_routes.register("connections/amqp", AMQPBrokerViewSet, basename="amqp-broker")
         api_routes.register("outgoing/amqp", OutgoingAMQPViewSet, basename="outgoing-amqp")

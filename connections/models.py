@@ -1,4 +1,4 @@
-"""Connections to outside systems. So far: Vault, which doubles as a security definition.
+"""Connections to outside systems: Vault (which doubles as a security definition), REST, HL7 FHIR and AMQP.
 
 A ``VaultConnection`` is a security definition (multi-table child of
 ``accounts.SecurityDefinition``), so a channel's ``security`` can point at it like at any
@@ -18,7 +18,9 @@ from django.db import models
 
 from accounts import crypto
 from accounts.models import SecurityDefinition
-from connections import vault
+from accounts.oauth_params import parse_scopes
+from connections import fhir, rest, vault
+from connections.http_common import parse_header_lines
 from integration.channels import security
 from integration.signals import config_model
 
@@ -261,3 +263,189 @@ class OutgoingAMQP(models.Model):
         from connections.amqp import ping_broker
 
         return ping_broker(self.broker)
+
+
+# --- Outgoing HTTP connections: REST and HL7 FHIR (connections.rest, connections.fhir) ------------------
+
+HTTP_MAX_TIMEOUT = 300
+
+
+class OutgoingHttpBase(models.Model):
+    """What outgoing REST and FHIR connections share: name, address, security, timeout and TLS.
+
+    Basic passwords and API keys are stored here, Fernet-encrypted: channels' Basic Auth and API
+    key definitions keep only hashes (they verify callers), while these must be sent out.
+    OAuth points at an ``accounts.OAuthDefinition``; deleting it deletes its connections, as in
+    Zato (the management API asks for ``?cascade=true`` first).
+    """
+
+    class AuthType(models.TextChoices):
+        NONE = "", "None"
+        BASIC = "basic", "HTTP Basic Auth"
+        APIKEY = "apikey", "API key"
+        OAUTH = "oauth", "OAuth client credentials"
+
+    name = models.CharField(max_length=200, unique=True, help_text="How services name it: self.out.<kind>[name].")
+    is_active = models.BooleanField(default=True, help_text="Services calling an inactive connection get a 503.")
+    auth_type = models.CharField(max_length=10, blank=True, choices=AuthType.choices, default=AuthType.NONE,
+                                 help_text="How Switchboard identifies itself to the server.")
+    username = models.CharField(max_length=200, blank=True, help_text="For HTTP Basic Auth.")
+    password_encrypted = models.TextField(
+        blank=True, editable=False, help_text="The Basic Auth password or the API key, Fernet-encrypted.",
+    )
+    oauth = models.ForeignKey(
+        "accounts.OAuthDefinition", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text="For OAuth: the client-credentials definition tokens are asked for with.",
+    )
+    oauth_scopes = models.TextField(
+        blank=True, help_text="For OAuth: the scopes to ask for, a subset of the definition's; empty: all of them.",
+    )
+    timeout = models.FloatField(default=10.0, help_text="Seconds to wait for the server (connect and each read).")
+    tls_verify = models.BooleanField(default=True, help_text="Check the server's TLS certificate (https).")
+    tls_ca_cert = models.TextField(blank=True, help_text="PEM CA bundle for the server; empty: the system's CAs.")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        address = (self.address_value() or "").strip()
+        try:
+            parts = urlsplit(address)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = None, False
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            errors[self.address_field] = "Enter an http:// or https:// URL with a host name, e.g. https://api.example.com."
+        elif parts.query or parts.fragment:
+            errors[self.address_field] = "The address takes no query string or fragment."
+        if self.timeout is not None and not 0 < self.timeout <= HTTP_MAX_TIMEOUT:
+            errors["timeout"] = f"The timeout must be more than 0 and at most {HTTP_MAX_TIMEOUT} seconds."
+        if self.auth_type == self.AuthType.OAUTH:
+            if self.oauth_id is None:
+                errors["oauth"] = "Choose the OAuth definition to get tokens with."
+            else:
+                allowed = set(self.oauth.scope_list)
+                extra = [s for s in self.scope_list if s not in allowed]
+                if extra and allowed:
+                    errors["oauth_scopes"] = f"Not among the definition's scopes: {' '.join(extra)}."
+        elif self.oauth_id is not None:
+            errors["oauth"] = "An OAuth definition is used only with the OAuth security type."
+        if self.auth_type == self.AuthType.BASIC and not self.username:
+            errors["username"] = "HTTP Basic Auth needs a username."
+        if self.tls_ca_cert.strip() and "-----BEGIN " not in self.tls_ca_cert:
+            errors["tls_ca_cert"] = "Paste the certificate in PEM form (-----BEGIN CERTIFICATE----- ...)."
+        errors.update(self.clean_more())
+        if errors:
+            raise ValidationError(errors)
+
+    address_field = "address"
+
+    def address_value(self) -> str:
+        return getattr(self, self.address_field)
+
+    def clean_more(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def scope_list(self) -> list[str]:
+        return parse_scopes(self.oauth_scopes)
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    def set_password(self, password: str) -> None:
+        """Store the Basic Auth password or API key (encrypted); an empty string removes it."""
+        self.password_encrypted = crypto.encrypt(password) if password else ""
+
+    def get_password(self) -> str:
+        return crypto.decrypt(self.password_encrypted) if self.password_encrypted else ""
+
+
+class HttpConnectionManager(models.Manager):
+    """Rows with their OAuth definition: the snapshot fingerprints both without a query per row."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().select_related("oauth")
+
+
+@config_model
+class OutgoingRest(OutgoingHttpBase):
+    """An outgoing REST connection: ``self.out.rest[name].conn.get(self.cid, params)`` (``connections.rest``)."""
+
+    class DataFormat(models.TextChoices):
+        JSON = "json", "JSON"
+        RAW = "raw", "Raw (bytes and text as they are)"
+
+    address = models.CharField(
+        max_length=500, help_text="Scheme, host, port and base path: https://api.example.com:8443/v2.",
+    )
+    url_path = models.CharField(
+        max_length=500, blank=True, help_text="Appended to the address; {name} placeholders are filled from the "
+        "call's params, the rest go to the query string: /customers/{cust_id}.",
+    )
+    data_format = models.CharField(max_length=10, choices=DataFormat.choices, default=DataFormat.JSON,
+                                   help_text="JSON: dict bodies sent as JSON, answers parsed.")
+    default_headers = models.TextField(blank=True, help_text="Sent with every call, one Name: value a line.")
+    api_key_header = models.CharField(max_length=200, blank=True, default="X-API-Key",
+                                      help_text="For API keys: the header the key is sent in.")
+    pool_size = models.PositiveIntegerField(default=20, help_text="Sockets kept open to the server, per process.")
+    ping_method = models.CharField(max_length=10, default="HEAD", help_text="The HTTP method a ping sends.")
+    ping_path = models.CharField(max_length=500, default="/", help_text="Where a ping goes, below the address.")
+
+    objects = HttpConnectionManager()
+
+    class Meta(OutgoingHttpBase.Meta):
+        verbose_name = "outgoing REST connection"
+
+    def clean_more(self) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        try:
+            parse_header_lines(self.default_headers)
+        except ValueError as exc:
+            errors["default_headers"] = str(exc)
+        if self.url_path and not self.url_path.startswith("/"):
+            errors["url_path"] = "Start the URL path with /."
+        if any(ch in self.url_path for ch in " ?#\r\n"):
+            errors["url_path"] = "The URL path takes no spaces, query string or fragment: params fill the query."
+        if self.auth_type == self.AuthType.APIKEY and not self.api_key_header:
+            errors["api_key_header"] = "Name the header the API key is sent in."
+        if not 1 <= (self.pool_size or 0) <= 1000:
+            errors["pool_size"] = "From 1 to 1000 sockets."
+        if self.ping_method.upper() not in ("HEAD", "GET", "OPTIONS", "POST"):
+            errors["ping_method"] = "HEAD, GET, OPTIONS or POST."
+        return errors
+
+    def ping(self) -> PingResult:
+        return rest.ping_row(self)
+
+
+@config_model
+class OutgoingFhir(OutgoingHttpBase):
+    """An HL7 FHIR server: ``with self.out.hl7.fhir[name].conn.client() as client`` (fhirpy; ``connections.fhir``)."""
+
+    address = models.CharField(max_length=500, help_text="The FHIR base URL: https://fhir.example.com/r4.")
+
+    objects = HttpConnectionManager()
+
+    class Meta(OutgoingHttpBase.Meta):
+        verbose_name = "outgoing HL7 FHIR connection"
+
+    def clean_more(self) -> dict[str, str]:
+        if self.auth_type == self.AuthType.APIKEY:
+            return {"auth_type": "FHIR connections use None, HTTP Basic Auth or OAuth."}
+        return {}
+
+    def ping(self) -> PingResult:
+        return fhir.ping_row(self)

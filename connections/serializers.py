@@ -12,7 +12,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from connections.models import AMQPBroker, OutgoingAMQP, VaultConnection
+from accounts.models import OAuthDefinition
+from connections.models import AMQPBroker, OutgoingAMQP, OutgoingFhir, OutgoingRest, VaultConnection
 
 _UNSET = object()
 
@@ -93,4 +94,46 @@ class OutgoingAMQPSerializer(serializers.ModelSerializer):
         model = OutgoingAMQP
         fields = ["id", "name", "is_active", "broker", "exchange", "routing_key", "delivery_mode", "priority",
                   "content_type", "expiration", "app_id", "pool_size", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+
+class OutgoingHttpSerializer(serializers.ModelSerializer):
+    """Shared by REST and FHIR: ``password`` (Basic password or API key) is write-only; ``oauth`` by name."""
+
+    password = _secret_field(4096)
+    has_password = serializers.BooleanField(read_only=True)
+    oauth = serializers.SlugRelatedField(slug_field="name", queryset=OAuthDefinition.objects.all(), allow_null=True,
+                                         required=False, help_text="The OAuth definition's name (auth_type oauth).")
+    common_fields = ["id", "name", "is_active", "address", "auth_type", "username", "password", "has_password",
+                     "oauth", "oauth_scopes", "timeout", "tls_verify", "tls_ca_cert"]
+
+    def create(self, validated_data: dict[str, Any]) -> Any:
+        return self._save(self.Meta.model(), validated_data)
+
+    def update(self, instance: Any, validated_data: dict[str, Any]) -> Any:
+        return self._save(instance, validated_data)
+
+    @staticmethod
+    def _save(instance: Any, validated_data: dict[str, Any]) -> Any:
+        password = validated_data.pop("password", _UNSET)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        if password is not _UNSET:
+            instance.set_password(password or "")
+        instance.save()  # validates the whole row (model clean): bad input is a 400 naming the field
+        return instance
+
+
+class OutgoingRestSerializer(OutgoingHttpSerializer):
+    class Meta:
+        model = OutgoingRest
+        fields = [*OutgoingHttpSerializer.common_fields, "url_path", "data_format", "default_headers",
+                  "api_key_header", "pool_size", "ping_method", "ping_path", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+
+class OutgoingFhirSerializer(OutgoingHttpSerializer):
+    class Meta:
+        model = OutgoingFhir
+        fields = [*OutgoingHttpSerializer.common_fields, "created", "updated"]
         read_only_fields = ["created", "updated"]
