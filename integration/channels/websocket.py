@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -50,7 +51,6 @@ from integration.channels.ws_protocol import (  # the protocol's names, importab
     Refused,
     authenticate,
     credential_headers,
-    logger,
     unusable,
 )
 from integration.channels.ws_routing import CompiledWebSocketChannel, OriginPolicy, allowed_origins
@@ -72,6 +72,8 @@ __all__ = [
     "SESSION_ENDED", "STATUS_FOR_CLOSE", "THROTTLED", "TOO_BIG", "UNAVAILABLE", "AuthRequest", "BadMessage", "Login",
     "Refused", "WebSocketChannelConsumer", "authenticate", "credential_headers", "unusable", "websocket_application",
 ]
+
+logger = logging.getLogger(__name__)  # also the protocol's other modules' logger: one name, as before the split
 
 # --- The consumer -------------------------------------------------------------------------------------
 
@@ -472,6 +474,7 @@ class WebSocketChannelConsumer(AsyncWebsocketConsumer):
     # Sending -----------------------------------------------------------------------------------------
 
     async def send_text(self, text: str) -> None:
+        """Send one frame, counted for the client's row; nothing once the connection is closing."""
         if self.closing:
             return
         self.messages_out += 1
