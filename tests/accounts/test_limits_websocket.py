@@ -12,7 +12,7 @@ import pytest
 
 from accounts.models import LoginAttempt
 from integration.channels.websocket import THROTTLED
-from tests.integration import test_websocket as websocket_tests
+from tests.integration import ws_helpers as websocket_tests
 from tests.integration.ws_helpers import closed_with, hang_up, open_socket, receive, send
 
 pytestmark = pytest.mark.django_db(transaction=True)

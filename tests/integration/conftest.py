@@ -4,3 +4,10 @@ from .channel_layer_helpers import (  # noqa: F401 - fixtures of the SQLite chan
     _no_peer_outlives_its_test,
     path,
 )
+from .ws_helpers import (  # noqa: F401 - fixtures of the WebSocket tests (test_websocket*.py)
+    app,
+    basic_channel,
+    jwt_channel,
+    layer,
+    ws_channel,
+)
