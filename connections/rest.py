@@ -36,6 +36,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from accounts import oauth
 from connections.base import Connection, PingResult
@@ -187,6 +188,12 @@ class RestConnection(Connection):
         if settings.oauth_config is not None:
             session.auth = oauth.BearerAuth(oauth.token_source(settings.oauth_config))
         self.session = session
+        # What ``Session.request`` would merge into every call, merged once: calls prepare their
+        # request themselves and go straight to ``Session.send`` (the same adapter, pool, auth
+        # hooks and cookie policy), skipping the per-call merging of session settings.
+        self._headers = dict(session.headers)
+        self._send_options = {"timeout": settings.timeout, "allow_redirects": False, "verify": settings.verify,
+                              "stream": False, "cert": None, "proxies": {}}
 
     @classmethod
     def from_row(cls, row: OutgoingRest) -> RestConnection:
@@ -229,15 +236,20 @@ class RestConnection(Connection):
         """One call: the URL from ``params``, the body from ``data``; a ``RestResponse`` or an error naming us."""
         url = self._url(params, cid)
         body, content_type = self._body(data)
-        sent = {"X-Zato-CID": str(cid)}
+        sent = CaseInsensitiveDict(self._headers)
+        sent["X-Zato-CID"] = str(cid)
         if content_type is not None:
             sent["Content-Type"] = content_type
         if headers:
             sent.update(headers)
+            for name in [name for name, value in sent.items() if value is None]:
+                del sent[name]  # None removes a default header, as requests' merging does
         started = time.perf_counter()
         try:
-            raw = self.session.request(method, url, data=body, headers=sent, timeout=self.settings.timeout,
-                                       allow_redirects=False)
+            prepared = requests.PreparedRequest()
+            prepared.prepare(method=method, url=url, headers=sent, data=body, auth=self.session.auth,
+                             cookies=self.session.cookies)  # the session's jar: empty, its policy keeps none
+            raw = self.session.send(prepared, **self._send_options)
         except requests.RequestException as exc:
             raise translate(exc, LABEL, self.name, url.split("?", 1)[0], self.settings.timeout) from None
         elapsed = (time.perf_counter() - started) * 1000

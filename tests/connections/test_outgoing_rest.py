@@ -89,6 +89,18 @@ def test_post_sends_strings_as_they_are_and_the_callers_headers_win(rest_backend
     assert echo["headers"]["x-team"] == "billing" and echo["headers"]["x-env"] == "override"
 
 
+def test_callers_headers_replace_defaults_whatever_their_case_and_none_removes_one(rest_backend_open) -> None:
+    make_rest(address=rest_backend_open.url, url_path="/echo", default_headers="X-Team: billing\nX-Env: test")
+
+    response = out("rest", "REST Server").conn.get(CID, headers={"x-env": "override", "X-Team": None,
+                                                                 "accept": "text/plain"})
+
+    sent = dict(response.raw.request.headers.lower_items())
+    assert len(response.raw.request.headers) == len(sent)  # one of each, whatever the case
+    assert sent["x-env"] == "override" and sent["accept"] == "text/plain" and "x-team" not in sent
+    assert sent["x-zato-cid"] == CID and response.data["echo"]["headers"]["x-env"] == "override"
+
+
 def test_a_raw_connection_gives_text(rest_backend_open) -> None:
     make_rest(address=rest_backend_open.url, url_path="/not-json", data_format="raw")
 
@@ -237,7 +249,8 @@ def test_a_failed_call_reaches_the_channels_caller_in_the_one_error_shape_with_t
 # --- Pools: per process, kept while the row is unchanged, rebuilt when it changes ----------------------
 
 
-def test_an_unchanged_connection_keeps_its_pool_and_a_changed_one_is_rebuilt(rest_backend_open) -> None:
+def test_an_unchanged_connection_keeps_its_pool_and_a_changed_one_is_rebuilt(rest_backend_open, monkeypatch) -> None:
+    monkeypatch.setattr("connections.base.RETIRE_AFTER", 0)  # closed at once here; a minute in production
     row = make_rest(address=rest_backend_open.url, url_path="/customers/{cust_id}")
     make_rest("other", address=rest_backend_open.url)
     first = out("rest", "REST Server")
