@@ -13,8 +13,13 @@ timeout, TLS settings and security: Basic (a precomputed header) or OAuth client
 a 401, replaced once). A ``cid`` given is sent as ``X-Zato-CID``. fhirpy's own errors
 (``ResourceNotFound``, ``OperationOutcome``...) reach the service as they are; failures to get
 an answer at all leave the ``with`` block as ``connections.http_common`` errors naming the
-connection. fhirpy's sync client opens a connection per request (``requests.request``), so
-there is no pool to keep warm: a changed row simply gives new clients.
+connection.
+
+Each process keeps one ``requests.Session`` per connection (``POOL_SIZE`` sockets, no
+cookies, nothing from the environment) and every client of the connection sends through it,
+so calls reuse TCP (and TLS) connections; fhirpy's own sync client would open one per request
+(module-level ``requests.request``). A changed row gets a new connection and session, and the
+old session is closed when no snapshot uses it any more.
 
 Ping reads ``[base]/metadata`` and checks it is a CapabilityStatement.
 """
@@ -22,6 +27,7 @@ Ping reads ``[base]/metadata`` and checks it is a CapabilityStatement.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,10 +36,18 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from fhirpy import SyncFHIRClient
+from fhirpy.base.exceptions import (
+    AuthorizationError,
+    ForbiddenError,
+    MultipleResourcesFound,
+    OperationOutcome,
+    ResourceNotFound,
+)
+from fhirpy.base.utils import AttrDict
 
 from accounts import oauth
 from connections.base import Connection, PingResult
-from connections.http_common import translate, verify_setting
+from connections.http_common import pooled_session, translate, verify_setting
 from integration.cid import new_cid
 
 if TYPE_CHECKING:
@@ -41,6 +55,50 @@ if TYPE_CHECKING:
 
 KIND = "hl7.fhir"
 LABEL = "HL7 FHIR"
+POOL_SIZE = 20  # sockets kept per connection and process, as an outgoing REST connection's default
+
+
+class PooledFHIRClient(SyncFHIRClient):
+    """fhirpy's sync client sending through a connection's pooled ``requests.Session``.
+
+    ``_do_request`` is fhirpy 2.3.1's (``fhirpy.base.lib_sync.SyncClient``) with
+    ``requests.request`` replaced by ``session.request``: the same answers, statuses and
+    exceptions. fhirpy is pinned; ``test_outgoing_fhir`` fails when its method changes, so an
+    upgrade means reading the new one first.
+    """
+
+    def __init__(self, session: requests.Session, url: str, **options: Any) -> None:
+        self.session = session
+        super().__init__(url, **options)
+
+    def _do_request(self, method: str, path: str, data: dict | None = None, params: dict | None = None,
+                    extra_headers: dict | None = None, *, returning_status: bool = False) -> Any:
+        headers = self._build_request_headers()
+        if extra_headers:
+            headers = {**headers, **extra_headers}
+        url = self._build_request_url(path, params)
+        r = self.session.request(method, url, json=data, headers=headers, **self.requests_config)
+        if 200 <= r.status_code < 300:
+            r_data = json.loads(r.content.decode(), object_hook=AttrDict) if r.content else None
+            return (r_data, r.status_code) if returning_status else r_data
+        if r.status_code == 401:
+            raise AuthorizationError(r.content.decode())
+        if r.status_code == 403:
+            raise ForbiddenError(r.content.decode())
+        if r.status_code == 304:
+            return (None, r.status_code) if returning_status else None
+        if r.status_code in (404, 410):
+            raise ResourceNotFound(r.content.decode())
+        if r.status_code == 412:
+            raise MultipleResourcesFound(r.content.decode())
+        raw_data = r.content.decode()
+        try:
+            parsed_data = json.loads(raw_data)
+            if parsed_data["resourceType"] == "OperationOutcome":
+                raise OperationOutcome(resource=parsed_data)
+            raise OperationOutcome(reason=raw_data)
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise OperationOutcome(reason=raw_data) from exc
 
 
 @dataclass(frozen=True)
@@ -76,6 +134,7 @@ class FhirConnection(Connection):
         self.settings = settings
         self.is_active = is_active
         self._auth = oauth.BearerAuth(oauth.token_source(settings.oauth_config)) if settings.oauth_config else None
+        self.session = pooled_session(POOL_SIZE, settings.verify, self._auth)
 
     @classmethod
     def from_row(cls, row: OutgoingFhir) -> FhirConnection:
@@ -94,8 +153,8 @@ class FhirConnection(Connection):
 
     def make_client(self, cid: str | None = None) -> SyncFHIRClient:
         headers = {"X-Zato-CID": cid} if cid else None
-        return SyncFHIRClient(self.settings.address, authorization=self.settings.authorization or None,
-                              extra_headers=headers, requests_config=self.requests_config())
+        return PooledFHIRClient(self.session, self.settings.address, authorization=self.settings.authorization or None,
+                                extra_headers=headers, requests_config=self.requests_config())
 
     @contextmanager
     def client(self, cid: str | None = None) -> Iterator[SyncFHIRClient]:
@@ -112,7 +171,7 @@ class FhirConnection(Connection):
             headers["Authorization"] = self.settings.authorization
         started = time.perf_counter()
         try:
-            response = requests.get(url, headers=headers, **self.requests_config())  # noqa: S113 (timeout in it)
+            response = self.session.get(url, headers=headers, **self.requests_config())
         except oauth.TokenUnavailable as exc:
             return PingResult(False, (time.perf_counter() - started) * 1000, str(exc.details))
         except requests.RequestException as exc:
@@ -132,6 +191,14 @@ class FhirConnection(Connection):
         info = f"FHIR {body.get('fhirVersion', '?')} CapabilityStatement" + (f" from {about}" if about else "")
         return PingResult(True, ms, info)
 
+    def close(self) -> None:
+        self.session.close()
+
 
 def ping_row(row: OutgoingFhir) -> PingResult:
-    return FhirConnection.from_row(row).ping()
+    """Ping a row as saved, with a connection made for it and closed after."""
+    connection = FhirConnection.from_row(row)
+    try:
+        return connection.ping()
+    finally:
+        connection.close()

@@ -1,4 +1,4 @@
-"""What the outgoing HTTP connections (REST, HL7 FHIR) share: their errors, TLS files, header lines.
+"""What the outgoing HTTP connections (REST, HL7 FHIR) share: their errors, sessions, TLS files, header lines.
 
 Errors a service sees from an outgoing HTTP call are ``OutgoingHttpError`` subclasses: each
 names the connection and says what went wrong, and, being ``SwitchboardError``s, reach the
@@ -19,11 +19,13 @@ import hmac
 import os
 import ssl
 import tempfile
+from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 
 from accounts import crypto
 from connections.base import row_fingerprint
@@ -94,6 +96,24 @@ def os_reason(exc: BaseException) -> str:
         pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
         pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
     return reason
+
+
+def pooled_session(pool_size: int, verify: bool | str, auth: requests.auth.AuthBase | None = None
+                   ) -> requests.Session:
+    """A connection's ``requests.Session``: ``pool_size`` sockets kept per host and reused across calls.
+
+    It ignores the environment (proxies, .netrc, CA bundle variables) and keeps no cookies:
+    everything a call sends comes from the connection's row and the call. No retries.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.verify = verify
+    session.auth = auth
+    return session
 
 
 def parse_header_lines(text: str) -> dict[str, str]:

@@ -30,12 +30,10 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from accounts import oauth
@@ -45,6 +43,7 @@ from connections.http_common import (
     InvalidResponse,
     OutgoingHttpError,
     parse_header_lines,
+    pooled_session,
     translate,
     verify_setting,
 )
@@ -173,20 +172,13 @@ class RestConnection(Connection):
         self.is_active = is_active
         self._literals, self._names = compile_path(settings.url_path)
         self._base = settings.address
-        session = requests.Session()
-        session.trust_env = False  # no proxies or .netrc credentials from the environment
-        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # no cookies kept between calls
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, settings.pool_size), max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+        auth = oauth.BearerAuth(oauth.token_source(settings.oauth_config)) if settings.oauth_config else None
+        session = pooled_session(settings.pool_size, settings.verify, auth)
         session.headers.clear()
         session.headers.update({"User-Agent": "Switchboard", "Accept-Encoding": "gzip, deflate"})
         if settings.data_format == JSON:
             session.headers["Accept"] = "application/json"
         session.headers.update(settings.headers)
-        session.verify = settings.verify
-        if settings.oauth_config is not None:
-            session.auth = oauth.BearerAuth(oauth.token_source(settings.oauth_config))
         self.session = session
         # What ``Session.request`` would merge into every call, merged once: calls prepare their
         # request themselves and go straight to ``Session.send`` (the same adapter, pool, auth

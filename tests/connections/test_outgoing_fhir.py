@@ -9,15 +9,22 @@ forced 401, replaced once.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import Client
-from fhirpy.base.exceptions import ResourceNotFound
+from fhirpy.base.exceptions import OperationOutcome, ResourceNotFound
+from fhirpy.base.lib_sync import SyncClient
 
+from connections.fhir import PooledFHIRClient
 from connections.http_common import BackendUnreachable
 from connections.models import OutgoingFhir
+from integration import snapshot
 from tests.conftest import basic_header
 from tests.connections.outgoing_fixtures import (  # noqa: F401 - the autouse fixture empties the token cache
     _empty_token_cache,
@@ -72,6 +79,71 @@ def test_a_fhir_server_that_cannot_be_reached_is_an_error_naming_the_connection(
         client.resources("Patient").fetch()
 
     assert str(caught.value) == "Outgoing HL7 FHIR connection `My EHR`: cannot connect: Connection refused"
+
+
+def tcp_connections_to(port: int) -> set[int]:
+    """This process's established TCP sockets to 127.0.0.1:``port``, by local port (from /proc: what the
+    kernel says, not what the HTTP library believes)."""
+    ours = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            ours.add(target[8:-1])
+    found = set()
+    for line in Path("/proc/self/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if state == "01" and inode in ours and remote == f"0100007F:{port:04X}":
+            found.add(int(local.split(":")[1], 16))
+    return found
+
+
+def test_calls_through_one_connection_reuse_one_tcp_connection_until_the_row_changes(
+        fhir_server_open, monkeypatch) -> None:
+    monkeypatch.setattr("connections.base.RETIRE_AFTER", 0)  # retired sessions closed at once here
+    row = make_fhir(address=fhir_server_open.base_url)
+    port = fhir_server_open.port
+    before = tcp_connections_to(port)
+
+    seen = []
+    for n in range(4):  # several clients, several calls each: one socket for all of them
+        with out("hl7.fhir", "My EHR").conn.client(f"{CID[:-1]}{n}") as client:
+            client.resources("Patient").fetch()
+            client.resources("Practitioner").search(_id=456).fetch()
+        seen.append(tcp_connections_to(port) - before)
+    assert all(len(now) == 1 for now in seen) and len(set.union(*seen)) == 1, seen
+    connection = out("hl7.fhir", "My EHR")
+    assert connection.session.get_adapter(fhir_server_open.base_url).poolmanager.pools  # the pool is warm
+
+    row.timeout = 2.0
+    row.save()
+    snapshot.refresh()
+    with out("hl7.fhir", "My EHR").conn.client() as client:
+        client.resources("Patient").fetch()
+    now = tcp_connections_to(port) - before
+    assert len(now) == 1 and now.isdisjoint(seen[0])  # a new session for the changed row, the old one closed
+    assert out("hl7.fhir", "My EHR").session is not connection.session
+
+
+def test_the_pooled_client_keeps_fhirpys_answers_and_errors(fhir_server_open) -> None:
+    make_fhir(address=fhir_server_open.base_url)
+
+    with out("hl7.fhir", "My EHR").conn.client() as client:
+        assert isinstance(client, PooledFHIRClient)
+        assert client.resources("Patient").count() >= 1
+        with pytest.raises(ResourceNotFound):
+            client.reference("Patient", "no-such-patient").to_resource()
+        with pytest.raises(OperationOutcome):
+            client.reference("Patient", "not$a$valid$id").to_resource()  # 400 with an OperationOutcome
+
+
+def test_the_pooled_client_overrides_the_fhirpy_method_it_was_copied_from() -> None:
+    """``PooledFHIRClient._do_request`` is fhirpy 2.3.1's with a session: a fhirpy that changed it needs reading."""
+    source = inspect.getsource(SyncClient._do_request).encode()
+    assert hashlib.sha256(source).hexdigest() == "09c0106f93f0336dd2e612f6d574403c205d1572920d21b2cbadd436f8b3741e"
 
 
 def test_ping_reads_the_capability_statement(fhir_server_open, rest_backend_open, api: Any) -> None:
