@@ -1,4 +1,4 @@
-"""What the outgoing HTTP connections (REST, HL7 FHIR) share: their errors, sessions, TLS files, header lines.
+"""What the HTTP connections (REST, HL7 FHIR, Vault) share: errors, sessions, TLS files, header names and lines.
 
 Errors a service sees from an outgoing HTTP call are ``OutgoingHttpError`` subclasses: each
 names the connection and says what went wrong, and, being ``SwitchboardError``s, reach the
@@ -140,19 +140,27 @@ def verify_setting(tls_verify: bool, ca_pem: str) -> bool | str:
     return str(pem_file(ca_pem, ".ca.pem")) if ca_pem.strip() else True
 
 
-def pem_file(content: str, suffix: str) -> Path:
-    """Write PEM text to a 0600 file in a 0700 directory, named by a keyed hash of it; reuse an existing one."""
-    directory = Path(settings.VAR_DIR) / "outgoing-tls"
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+def pem_file(content: str, suffix: str, *, directory: str = "outgoing-tls", purpose: str = "outgoing-tls-files"
+             ) -> Path:
+    """Write PEM text to a 0600 file in a 0700 directory, named by a keyed hash of it; reuse an existing one.
+
+    requests takes CA bundles and client certificates as paths. ``directory`` is below
+    ``VAR_DIR``, ``purpose`` names the key of the hash (each user of files its own). A file is
+    written to a temporary name and renamed, so processes writing the same one at once never
+    see it half-written.
+    """
+    folder = Path(settings.VAR_DIR) / directory
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
     data = content.encode()
-    digest = hmac.new(crypto.derived_key("outgoing-tls-files"), data, hashlib.sha256).hexdigest()[:40]
-    path = directory / (digest + suffix)
+    digest = hmac.new(crypto.derived_key(purpose), data, hashlib.sha256).hexdigest()[:40]
+    path = folder / (digest + suffix)
     try:
         if path.read_bytes() == data:
             return path
     except OSError:
         pass
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-")  # mkstemp creates it 0600
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -161,6 +169,17 @@ def pem_file(content: str, suffix: str) -> Path:
         Path(temp).unlink(missing_ok=True)
         raise
     return path
+
+
+def http_name(wsgi_key: str) -> str:
+    """HTTP_X_ZATO_VAULT_TOKEN -> X-Zato-Vault-Token; CONTENT_TYPE -> Content-Type."""
+    return "-".join(part.capitalize() for part in wsgi_key.removeprefix("HTTP_").split("_"))
+
+
+def wsgi_key(name: str) -> str:
+    """X-Zato-Vault-Token, x-zato-vault-token and HTTP_X_ZATO_VAULT_TOKEN all become HTTP_X_ZATO_VAULT_TOKEN."""
+    key = name.strip().upper().replace("-", "_")
+    return key if key.startswith("HTTP_") else "HTTP_" + key
 
 
 def fingerprint(row: Any) -> str:

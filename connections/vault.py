@@ -14,11 +14,6 @@ Nothing here contacts Vault until asked; secrets never appear in messages.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import ssl
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import hvac
 import requests
-from django.conf import settings
 
-from accounts import crypto
 from connections.base import Connection, PingResult
+from connections.http_common import os_reason, pem_file
 
 if TYPE_CHECKING:
     from connections.models import VaultConnection
@@ -130,9 +124,9 @@ def transport_error(exc: Exception, url: str, timeout: float) -> str:
     if isinstance(exc, requests.exceptions.Timeout):
         return f"Vault at {url} did not answer within {timeout:g} s"
     if isinstance(exc, requests.exceptions.SSLError):
-        return f"TLS with Vault at {url} failed: {_os_reason(exc) or 'certificate or key rejected'}"
+        return f"TLS with Vault at {url} failed: {os_reason(exc) or 'certificate or key rejected'}"
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return f"cannot connect to Vault at {url}: {_os_reason(exc) or 'connection failed'}"
+        return f"cannot connect to Vault at {url}: {os_reason(exc) or 'connection failed'}"
     # Only the type: the text of some (requests' InvalidHeader, say) quotes header values.
     return f"asking Vault at {url} failed ({type(exc).__name__})"
 
@@ -202,56 +196,6 @@ def _json_body(response: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _os_reason(exc: BaseException) -> str:
-    """The innermost socket or TLS reason behind a requests error: 'Connection refused', 'certificate verify
-    failed: self-signed certificate', 'Name or service not known'."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    reason = ""
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError) and current.verify_message:
-            return f"certificate verify failed: {current.verify_message}"
-        if isinstance(current, ssl.SSLError) and current.reason:
-            reason = str(current.reason).replace("_", " ").lower()
-        elif isinstance(current, OSError) and current.strerror and not reason:
-            reason = current.strerror
-        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
-        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
-    return reason
-
-
 def _private_file(content: str, suffix: str) -> Path:
-    """Write PEM text to a file only this user can read, named by a keyed hash of it; reuse an existing one.
-
-    requests takes CA bundles and client certificates as paths. The directory is 0700 and
-    the files 0600; a file is written to a temporary name and renamed, so processes that
-    write the same one at once never see it half-written.
-    """
-    directory = Path(settings.VAR_DIR) / "vault"
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
-    data = content.encode()
-    digest = hmac.new(crypto.derived_key("vault-files"), data, hashlib.sha256).hexdigest()[:40]
-    path = directory / (digest + suffix)
-    if path.exists():
-        try:
-            if path.read_bytes() == data:
-                return path
-        except OSError:
-            pass
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    return path
+    """A PEM file of a Vault definition, in ``VAR_DIR``/vault (``http_common.pem_file``)."""
+    return pem_file(content, suffix, directory="vault", purpose="vault-files")

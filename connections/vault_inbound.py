@@ -65,7 +65,7 @@ from django.core.exceptions import RequestDataTooBig
 
 from accounts import crypto, limits
 from accounts.authentication import MAX_REMEMBERED, DefinitionAuthentication
-from connections import vault
+from connections import http_common, vault
 from connections.base import PingResult
 from connections.vault import ClientSettings
 from integration import jsonio
@@ -360,7 +360,7 @@ class VaultGate:
             raise VaultDenied(f"chooser service `{name}` answered headers that are not an object")
         values: dict[str, str | None] = {}
         for key, value in headers.items():
-            wsgi_key = _wsgi_key(str(key))
+            wsgi_key = http_common.wsgi_key(str(key))
             if wsgi_key not in VAULT_HEADERS or value is None or value == "":
                 continue
             if not isinstance(value, str):
@@ -550,13 +550,8 @@ def _header_text(raw: str, wsgi_key: str) -> str:
     return text
 
 
-def _http_name(wsgi_key: str) -> str:
-    """HTTP_X_ZATO_VAULT_TOKEN -> X-Zato-Vault-Token; CONTENT_TYPE -> Content-Type."""
-    return "-".join(part.capitalize() for part in wsgi_key.removeprefix("HTTP_").split("_"))
-
-
 def _display_name(wsgi_key: str) -> str:
-    return _http_name(wsgi_key).replace("Github", "GitHub")
+    return http_common.http_name(wsgi_key).replace("Github", "GitHub")
 
 
 def _request_values(meta: Mapping[str, str]) -> dict[str, str | None]:
@@ -578,14 +573,8 @@ def _http_headers(meta: Mapping[str, str]) -> dict[str, str]:
                 text = value.encode("latin-1").decode("utf-8")
             except (UnicodeEncodeError, UnicodeDecodeError):
                 text = value.encode("latin-1", "replace").decode("utf-8", "replace")
-            headers[_http_name(key)] = text
+            headers[http_common.http_name(key)] = text
     return headers
-
-
-def _wsgi_key(name: str) -> str:
-    """X-Zato-Vault-Token, x-zato-vault-token and HTTP_X_ZATO_VAULT_TOKEN all become HTTP_X_ZATO_VAULT_TOKEN."""
-    key = name.strip().upper().replace("-", "_")
-    return key if key.startswith("HTTP_") else "HTTP_" + key
 
 
 def _check_token(token: str, header: str) -> None:
