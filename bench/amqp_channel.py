@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common  # noqa: E402
+from bench import common
 
 MESSAGES = common.env_int("BENCH_AMQP_MESSAGES", 10_000)
 ROUNDS = common.env_int("BENCH_AMQP_ROUNDS", 3)
@@ -63,7 +63,7 @@ def publish(queue: str, count: int) -> float:
         Queue(queue, durable=True, channel=conn.channel()).declare()
         producer = conn.Producer()
         for n in range(count):
-            body: dict[str, Any] = {"n": n, "order": "ORD-%06d" % n, "amount": n % 1000}
+            body: dict[str, Any] = {"n": n, "order": f"ORD-{n:06d}", "amount": n % 1000}
             if n == 0:
                 body["mark"] = "first"
             elif n == count - 1:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common  # noqa: E402
+from bench import common
 
 COUNT = common.env_int("BENCH_FILE_COUNT", 10_000)
 SIZE = common.env_int("BENCH_FILE_SIZE", 100)
