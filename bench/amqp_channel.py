@@ -2,8 +2,9 @@
 
 RabbitMQ at ``BENCH_AMQP_URL`` (``amqp://guest:guest@127.0.0.1:5672//``), on a queue of the
 benchmark's own (``switchboard-bench-amqp-<random>``, deleted at the end with its dead-letter
-queue). Each round, interleaved: ``BENCH_AMQP_MESSAGES`` (10,000) small persistent JSON messages
-are published to the queue, then consumed
+queue). Each round, interleaved (which goes first alternates): ``BENCH_AMQP_MESSAGES`` (10,000)
+small persistent JSON messages are published to the queue, left ``BENCH_AMQP_SETTLE`` (3) seconds
+for the broker to finish writing them, then consumed
 
 * by the platform: a real ``manage.py consume_amqp`` process, an AMQP channel with the model's
   defaults (one consumer, prefetch 10, JSON) bound to a user service that does nothing but note
@@ -35,6 +36,7 @@ MESSAGES = common.env_int("BENCH_AMQP_MESSAGES", 10_000)
 ROUNDS = common.env_int("BENCH_AMQP_ROUNDS", 3)
 URL = common._ORIGINAL_ENV.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 TIMEOUT = common.env_float("BENCH_AMQP_TIMEOUT", 300.0)
+SETTLE = common.env_float("BENCH_AMQP_SETTLE", 3.0)
 
 SERVICE_SOURCE = '''
 import time
@@ -161,10 +163,15 @@ def main() -> tuple[str, bool]:
     rows, base_rates, our_rates = [], [], []
     try:
         for n in range(1, ROUNDS + 1):
-            published = publish(queue, MESSAGES)
-            base_rates.append(baseline(queue, channel.prefetch))
-            publish(queue, MESSAGES)
-            our_rates.append(ours(queue, marks))
+            # Alternate which goes first; each starts on a queue the broker has finished writing for
+            # SETTLE seconds (right after 10,000 persistent publishes it is still busy with them).
+            for which in ("base", "ours") if n % 2 else ("ours", "base"):
+                published = publish(queue, MESSAGES)
+                time.sleep(SETTLE)
+                if which == "base":
+                    base_rates.append(baseline(queue, channel.prefetch))
+                else:
+                    our_rates.append(ours(queue, marks))
             rows.append([n, f"{MESSAGES / published:,.0f}", f"{base_rates[-1]:,.0f}", f"{our_rates[-1]:,.0f}",
                          f"{our_rates[-1] / base_rates[-1]:.3f}"])
         left, dead = depth(queue), depth(channel.dead_letter_name)
