@@ -27,6 +27,9 @@ from connections.base import Connection, PingResult, row_fingerprint, timed
 from integration.errors import ServiceUnavailable
 
 KIND = "amqp"
+#: What Zato's ``properties`` may hold: AMQP 0-9-1's basic properties (headers apart).
+BASIC_PROPERTIES = frozenset({"content_type", "content_encoding", "delivery_mode", "priority", "correlation_id",
+                              "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id"})
 
 
 def broker_connection(broker: Any, **options: Any) -> KombuConnection:
@@ -148,6 +151,9 @@ class OutgoingAMQPConnection(Connection):
         valid exchange name in AMQP 0-9-1) is the default exchange."""
         props = {**(properties or {}), **kwargs}
         in_properties = props.pop("headers", None)
+        unknown = sorted(set(props) - BASIC_PROPERTIES)
+        if unknown:
+            raise TypeError(f"Not AMQP message properties: {', '.join(map(str, unknown))[:300]}")
         headers = headers if headers is not None else in_properties
         if exchange == "/":
             exchange = ""

@@ -131,6 +131,12 @@ def test_zatos_send_with_an_unknown_name_or_a_broker_down_is_a_clear_error(setup
     assert raised.value.status_code == 503 and "`down-out`" in str(raised.value.details)
 
 
+def test_zatos_send_refuses_what_is_no_amqp_property(setup: AMQPBroker) -> None:
+    out = snapshot.refresh().outgoing.namespace.amqp
+    with pytest.raises(TypeError, match="Not AMQP message properties: exchange, no_such"):
+        out.send({}, "out", "", "q", properties={"exchange": "x", "no_such": 1})
+
+
 def test_the_kind_api_hook_is_generic(transactional_db: None) -> None:
     """``self.out.amqp`` is what AMQP's ``kind_api`` made; kinds without the hook get the plain view."""
     out = snapshot.refresh().outgoing.namespace
