@@ -8,6 +8,10 @@ publishes with publisher confirms: ``send`` returns once the broker has confirme
 and raises ``ServiceUnavailable`` (503, naming the connection) when it could not (broker down,
 message refused). A dict or list is sent as JSON, ``str`` as UTF-8 text, ``bytes`` as they are.
 Each process keeps ``pool_size`` broker connections per outgoing connection.
+
+Zato's call shape works too: ``self.outgoing.amqp.send(data, "name", "exchange", "routing-key")``
+(Zato 3: ``send(msg, out_name, exchange, routing_key, properties=None, headers=None)``), through
+``OutgoingAMQP``, the ``kind_api`` this type registers (``self.out.amqp[name]`` is unchanged).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from connections.base import Connection, PingResult, row_fingerprint, timed
 from integration.errors import ServiceUnavailable
 
 KIND = "amqp"
+#: What Zato's ``properties`` may hold: AMQP 0-9-1's basic properties (headers apart).
+BASIC_PROPERTIES = frozenset({"content_type", "content_encoding", "delivery_mode", "priority", "correlation_id",
+                              "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id"})
 
 
 def broker_connection(broker: Any, **options: Any) -> KombuConnection:
@@ -108,6 +115,9 @@ class OutgoingAMQPConnection(Connection):
              headers: dict[str, Any] | None = None, **properties: Any) -> None:
         """Publish one message and wait for the broker's confirmation."""
         body, content_type = encode(data, self.content_type)
+        content_type = properties.pop("content_type", None) or content_type
+        content_encoding = properties.pop("content_encoding", None) or (
+            "binary" if content_type == "application/octet-stream" else "utf-8")
         props: dict[str, Any] = {"delivery_mode": self.delivery_mode, "priority": self.priority}
         if self.expiration:
             props["expiration"] = str(self.expiration)
@@ -120,8 +130,7 @@ class OutgoingAMQPConnection(Connection):
                 producer.publish(
                     body, exchange=self.exchange if exchange is None else exchange,
                     routing_key=self.routing_key if routing_key is None else routing_key,
-                    headers=headers or {}, content_type=content_type, content_encoding="binary"
-                    if content_type == "application/octet-stream" else "utf-8",
+                    headers=headers or {}, content_type=content_type, content_encoding=content_encoding,
                     retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
                     timeout=self.timeout,
                     **props,
@@ -134,8 +143,59 @@ class OutgoingAMQPConnection(Connection):
     def ping(self) -> PingResult:
         return ping_broker(self._broker)
 
+    def send_zato(self, msg: Any, exchange: str | None = None, routing_key: str | None = None,
+                  properties: dict[str, Any] | None = None, headers: dict[str, Any] | None = None,
+                  **kwargs: Any) -> None:
+        """``send`` with Zato's arguments: ``properties`` a dict of AMQP properties (``content_type``
+        overrides the encoding's; the others as ``send`` takes them); ``/`` as the exchange (not a
+        valid exchange name in AMQP 0-9-1) is the default exchange."""
+        props = {**(properties or {}), **kwargs}
+        in_properties = props.pop("headers", None)
+        unknown = sorted(set(props) - BASIC_PROPERTIES)
+        if unknown:
+            raise TypeError(f"Not AMQP message properties: {', '.join(map(str, unknown))[:300]}")
+        headers = headers if headers is not None else in_properties
+        if exchange == "/":
+            exchange = ""
+        self.send(msg, exchange=exchange, routing_key=routing_key, headers=headers, **props)
+
     def close(self) -> None:
         try:
             self.pool.force_close_all()
         finally:
             self._connection.release()
+
+
+class OutgoingAMQP:
+    """``self.out.amqp`` (the ``kind_api`` of this type): the connections by name, and Zato's ``send``.
+
+    ``self.out.amqp[name]``, ``.get(name)``, ``name in``, ``.keys()`` are the plain view's;
+    ``send(msg, out_name, exchange, routing_key, properties=None, headers=None)`` is Zato 3's
+    ``self.outgoing.amqp.send``: the connection named ``out_name`` publishes ``msg`` (confirmed),
+    the connection's default exchange and routing key when those are ``None``.
+    """
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: Any) -> None:
+        self._view = view
+
+    def __getitem__(self, name: str) -> Any:
+        return self._view[name]
+
+    def get(self, name: str) -> Any:
+        return self._view.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._view
+
+    def keys(self) -> list[str]:
+        return self._view.keys()
+
+    def send(self, msg: Any, out_name: str, exchange: str | None = None, routing_key: str | None = None,
+             properties: dict[str, Any] | None = None, headers: dict[str, Any] | None = None,
+             **kwargs: Any) -> None:
+        self._view[out_name].send_zato(msg, exchange, routing_key, properties, headers, **kwargs)
+
+    def __repr__(self) -> str:
+        return repr(self._view)

@@ -34,7 +34,8 @@ class ConnectionsConfig(AppConfig):
                                           fhir.FhirConnection.from_row, fingerprint=fingerprint))
         base.register(base.ConnectionType(amqp.KIND, "AMQP", "connections.OutgoingAMQP",
                                           amqp.OutgoingAMQPConnection.from_row,
-                                          fingerprint=amqp.OutgoingAMQPConnection.fingerprint))
+                                          fingerprint=amqp.OutgoingAMQPConnection.fingerprint,
+                                          kind_api=amqp.OutgoingAMQP))
         api_routes.register("security/vault", VaultViewSet, basename="vault")
         api_routes.register("outgoing/rest", OutgoingRestViewSet, basename="outgoing-rest")
         api_routes.register("outgoing/fhir", OutgoingFhirViewSet, basename="outgoing-fhir")

@@ -107,7 +107,10 @@ class ConnectionType:
     reads ``self.out.hl7.fhir``), ``aliases`` Zato's other spellings (``plain_http`` for
     ``rest``), ``model`` the row's model (``"app_label.ModelName"``), ``build`` the connection
     of one row (no network), ``active`` which rows are used (all by default: an inactive one is
-    compiled so that using it says it is inactive).
+    compiled so that using it says it is inactive). ``kind_api``, optional, gives ``self.out.<kind>``
+    more than lookups by name: it takes the kind's view (``connections.outgoing.Kind``, which does
+    ``[name]``, ``get``, ``in``, ``keys``) and returns what ``self.out.<kind>`` (and each alias)
+    should be, such as an object that keeps those and adds Zato's ``send(msg, out_name, ...)``.
     """
 
     kind: str
@@ -116,6 +119,7 @@ class ConnectionType:
     build: Callable[[Any], Connection]
     aliases: tuple[str, ...] = ()
     fingerprint: Callable[[Any], str] = row_fingerprint
+    kind_api: Callable[[Any], Any] | None = None
 
 
 _types: dict[str, ConnectionType] = {}
@@ -170,6 +174,7 @@ class OutgoingTable:
     def __init__(self, by_kind: dict[str, dict[str, tuple[str, Connection]]]) -> None:
         self.by_kind = by_kind
         self.aliases = {alias: t.kind for t in _types.values() for alias in t.aliases}
+        self.apis = {t.kind: t.kind_api for t in _types.values() if t.kind_api is not None}
         self._namespace: Any = None
 
     @classmethod
@@ -227,6 +232,10 @@ class OutgoingTable:
         if not connection.is_active:
             raise ConnectionUnavailable(f"Outgoing {kind} connection `{name}` is inactive")
         return connection
+
+    def kind_api(self, kind: str) -> Callable[[Any], Any] | None:
+        """The type's ``kind_api`` hook for ``kind`` (or an alias of it), if it has one."""
+        return self.apis.get(self.aliases.get(kind, kind))
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.by_kind.get(self.aliases.get(kind, kind), {}))

@@ -3,7 +3,9 @@
 ``self.out.<kind>[name]`` returns the connection of that kind and name from the snapshot the
 invocation runs on (``connections.base.OutgoingTable``), for every registered kind; a dotted
 kind reads as attributes (``self.out.hl7.fhir[name]``), and Zato's spellings registered as
-aliases work too (``self.outgoing.plain_http[name]``). ``.get(name)`` is the same lookup.
+aliases work too (``self.outgoing.plain_http[name]``). ``.get(name)`` is the same lookup. A type
+that registers a ``kind_api`` hook (``connections.base.ConnectionType``) decides what
+``self.out.<kind>`` is, given this module's view of the kind.
 
 A name that does not exist raises ``ConnectionNotFound`` (500) and an inactive connection
 ``ConnectionUnavailable`` (503), each naming the kind and the connection; a kind that is not
@@ -56,7 +58,9 @@ class Namespace:
             *parents, leaf = kind.split(".")
             for part in parents:
                 node = node.setdefault(part, {})
-            node[leaf] = Kind(table, kind)
+            view = Kind(table, kind)
+            api = table.kind_api(kind)
+            node[leaf] = api(view) if api is not None else view
         return cls._from_tree(tree, "")
 
     @classmethod
