@@ -139,9 +139,9 @@ def test_the_embedded_platform_migrates_bootstraps_serves_and_stops_cleanly(embe
     )
     lap("serve: Celery ready")
     children = {stat.pid: stat for stat in serve.tree() if stat.ppid == serve.pid}
-    # Each child is `python -m MODULE ...`.
+    # Each child is `python -m MODULE ...` or `python manage.py COMMAND ...` (the file and AMQP channels' processes).
     modules = sorted(stat.cmdline.split()[2] for stat in children.values())
-    assert modules == ["celery", "celery", "config.websocket_server", "granian"], [
+    assert modules == ["celery", "celery", "config.websocket_server", "consume_amqp", "granian", "watch_files"], [
         stat.cmdline for stat in children.values()]  # config.websocket_server: daphne, closing with 1009
     assert any(f" -p {websocket_port} " in stat.cmdline and " --websocket_timeout -1 " in stat.cmdline
                for stat in children.values())
