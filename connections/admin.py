@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 
 from connections.admin_base import PingAdminMixin
 from connections.models import AMQPBroker, OutgoingAMQP, OutgoingFhir, OutgoingRest, VaultConnection
+from integration.admin_base import ListingMixin
 
 
 class SecretTextarea(forms.Textarea):
@@ -74,13 +75,11 @@ class VaultConnectionForm(forms.ModelForm):
 
 
 @admin.register(VaultConnection)
-class VaultConnectionAdmin(PingAdminMixin, admin.ModelAdmin):
+class VaultConnectionAdmin(ListingMixin, PingAdminMixin):
     form = VaultConnectionForm
     list_display = ["name", "url", "default_auth_method", "service_name", "is_active", "updated"]
     list_filter = ["is_active", "default_auth_method", "tls_verify"]
     search_fields = ["name", "url", "service_name"]
-    list_per_page = 50
-    show_full_result_count = False
     readonly_fields = ["token_status", "tls_client_key_status"]
     fieldsets = [
         (None, {"fields": ["name", "is_active", "url"]}),
@@ -110,7 +109,11 @@ class AMQPBrokerForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Type one to set it; leave empty to keep the stored one. Never shown again.",
     )
-    clear_password = forms.BooleanField(label="Remove the stored password", required=False)
+    clear_password = forms.BooleanField(
+        label="Remove the stored password", required=False,
+        help_text="Tick to delete the stored password: Switchboard then logs in to the broker with the username "
+        "and an empty password. A password typed above wins over this box.",
+    )
 
     class Meta:
         model = AMQPBroker
@@ -127,21 +130,19 @@ class AMQPBrokerForm(forms.ModelForm):
 
 
 @admin.register(AMQPBroker)
-class AMQPBrokerAdmin(PingAdminMixin, admin.ModelAdmin):
+class AMQPBrokerAdmin(ListingMixin, PingAdminMixin):
     form = AMQPBrokerForm
     list_display = ["name", "host", "port", "vhost", "username", "tls", "is_active", "updated"]
     list_filter = ["is_active", "tls"]
     search_fields = ["name", "host", "vhost"]
-    list_per_page = 50
 
 
 @admin.register(OutgoingAMQP)
-class OutgoingAMQPAdmin(PingAdminMixin, admin.ModelAdmin):
+class OutgoingAMQPAdmin(ListingMixin, PingAdminMixin):
     list_display = ["name", "broker", "exchange", "routing_key", "delivery_mode", "is_active", "updated"]
     list_filter = ["is_active", "delivery_mode", "broker"]
     search_fields = ["name", "exchange", "routing_key"]
     list_select_related = ["broker"]
-    list_per_page = 50
 
 
 class OutgoingHttpForm(forms.ModelForm):
@@ -152,7 +153,11 @@ class OutgoingHttpForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="The Basic Auth password or the API key. Type one to set it; leave empty to keep the stored one.",
     )
-    clear_password = forms.BooleanField(label="Remove the stored password or key", required=False)
+    clear_password = forms.BooleanField(
+        label="Remove the stored password or key", required=False,
+        help_text="Tick to delete the stored password or API key: Basic Auth then sends an empty password and "
+        "the API key header goes out empty. A password or key typed above wins over this box.",
+    )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -167,7 +172,7 @@ _HTTP_SECURITY = ["auth_type", "username", "password_status", "new_password", "c
                   "oauth_scopes"]
 
 
-class OutgoingHttpAdmin(PingAdminMixin, admin.ModelAdmin):
+class OutgoingHttpAdmin(ListingMixin, PingAdminMixin):
     readonly_fields = ["password_status"]
     list_select_related = ["oauth"]
     autocomplete_fields: list[str] = []

@@ -424,7 +424,7 @@ class FileClaimAdmin(ListingMixin):
     list_filter = ["status", "event", "channel"]
     search_fields = ["path", "cid"]
     list_select_related = ["channel"]
-    readonly_fields = [f.name for f in FileClaim._meta.fields]
+    readonly_fields = [f.name for f in FileClaim._meta.fields if not f.primary_key]  # the row id says nothing
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -123,19 +123,37 @@ class FileClaim(models.Model):
         DONE = "done"
         FAILED = "failed"
 
-    channel = models.ForeignKey(FileChannel, on_delete=models.CASCADE, related_name="claims")
+    channel = models.ForeignKey(FileChannel, on_delete=models.CASCADE, related_name="claims",
+                                help_text="The file channel whose watcher claimed the file.")
     key = models.CharField(max_length=64, help_text="SHA-256 of the path, size and modification time.")
     path_key = models.CharField(max_length=64, db_index=True, help_text="SHA-256 of the path alone.")
     path = models.TextField(help_text="The file's path when it was claimed.")
-    size = models.BigIntegerField()
-    mtime_ns = models.BigIntegerField()
-    event = models.CharField(max_length=10, blank=True)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROCESSING)
+    size = models.BigIntegerField(help_text="The file's size in bytes when it was claimed.")
+    mtime_ns = models.BigIntegerField(
+        help_text="The file's modification time when it was claimed, in nanoseconds since 1970-01-01 UTC; with "
+        "the size it tells this version of the file from later ones.",
+    )
+    event = models.CharField(
+        max_length=10, blank=True, help_text="What the watcher saw: created, moved (into the directory) or "
+        "modified (another version of the path was claimed before).",
+    )
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.PROCESSING,
+        help_text="processing while the service runs; done once it succeeded and the file was put away; failed "
+        "if the service or putting the file away failed. A claim left processing for FILE_CLAIM_TIMEOUT seconds "
+        "is taken over by another watcher.",
+    )
     owner = models.CharField(max_length=200, help_text="host:pid of the process that claimed it.")
-    cid = models.CharField(max_length=64, blank=True)
-    claimed_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
+    cid = models.CharField(max_length=64, blank=True,
+                           help_text="The correlation id of the service call: search the logs for it.")
+    claimed_at = models.DateTimeField(
+        default=timezone.now, help_text="When the file was claimed (or the claim taken over from a watcher that "
+        "did not finish it).",
+    )
+    finished_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="When processing ended, done or failed; empty while processing.")
+    error = models.TextField(blank=True, help_text="Why processing failed (the service's status and details, or "
+                             "the file error); empty when it did not.")
 
     class Meta:
         ordering = ["-claimed_at"]

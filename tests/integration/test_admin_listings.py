@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.admin import ChangePasswordForm
-from accounts.models import ApiKey, BasicAuth, JWTDefinition, SecurityDefinition, TechAccount
+from accounts.models import ApiKey, BasicAuth, JWTDefinition, OAuthDefinition, SecurityDefinition, TechAccount
 from connections.models import VaultConnection
 from integration.admin import InvokeForm
 from integration.admin_base import DEFAULT_PAGE_SIZE, SizedChangeList
@@ -329,6 +329,109 @@ def _websocket_clients(count: int, start: int) -> None:
     )
 
 
+def _oauth(name: str = "listing-oauth") -> Any:
+    """One OAuth definition the outgoing HTTP connections share (a multi-table child: ``save()``, not bulk)."""
+    try:
+        return OAuthDefinition.objects.get(name=name)
+    except OAuthDefinition.DoesNotExist:
+        definition = OAuthDefinition(name=name, token_url="https://auth.example.com/oauth2/token",
+                                     client_id="switchboard", scopes="read write")
+        definition.set_secret("listing-secret")
+        definition.save()
+        return definition
+
+
+def _outgoing_rest(count: int, start: int) -> None:
+    from connections.models import OutgoingRest
+
+    oauth = _oauth()
+    OutgoingRest.objects.bulk_create(  # every other one gets its tokens through the shared OAuth definition
+        OutgoingRest(name=f"rest-{i:05d}", address=f"https://api{i % 7}.example.com/v2", url_path=f"/things/{i}",
+                     auth_type=OutgoingRest.AuthType.OAUTH if i % 2 else OutgoingRest.AuthType.NONE,
+                     oauth=oauth if i % 2 else None)
+        for i in range(start, start + count)
+    )
+
+
+def _outgoing_fhir(count: int, start: int) -> None:
+    from connections.models import OutgoingFhir
+
+    oauth = _oauth()
+    OutgoingFhir.objects.bulk_create(
+        OutgoingFhir(name=f"fhir-{i:05d}", address=f"https://fhir{i % 7}.example.com/r4",
+                     auth_type=OutgoingFhir.AuthType.OAUTH if i % 2 else OutgoingFhir.AuthType.NONE,
+                     oauth=oauth if i % 2 else None)
+        for i in range(start, start + count)
+    )
+
+
+def _broker(name: str = "listing-broker") -> Any:
+    from connections.models import AMQPBroker
+
+    broker, _ = AMQPBroker.objects.get_or_create(name=name, defaults={"host": "rabbit.example.com"})
+    return broker
+
+
+def _amqp_brokers(count: int, start: int) -> None:
+    from connections.models import AMQPBroker
+
+    AMQPBroker.objects.bulk_create(
+        AMQPBroker(name=f"broker-{i:05d}", host=f"rabbit{i % 3}.example.com", vhost=f"/v{i % 5}")
+        for i in range(start, start + count)
+    )
+
+
+def _outgoing_amqp(count: int, start: int) -> None:
+    from connections.models import OutgoingAMQP
+
+    brokers = [_broker("listing-broker-a"), _broker("listing-broker-b")]
+    OutgoingAMQP.objects.bulk_create(
+        OutgoingAMQP(name=f"out-amqp-{i:05d}", broker=brokers[i % 2], exchange="orders", routing_key=f"orders.{i}")
+        for i in range(start, start + count)
+    )
+
+
+def _amqp_channels(count: int, start: int) -> None:
+    from integration.models import AMQPChannel
+
+    brokers = [_broker("listing-broker-a"), _broker("listing-broker-b")]
+    service = DeployedService.objects.get(name="demo.echo")
+    AMQPChannel.objects.bulk_create(
+        AMQPChannel(name=f"amqp-{i:05d}", broker=brokers[i % 2], queue=f"queue-{i:05d}", service=service)
+        for i in range(start, start + count)
+    )
+
+
+def _file_channel(name: str) -> Any:
+    from integration.models import FileChannel
+
+    channel, _ = FileChannel.objects.get_or_create(
+        name=name, defaults={"directory": f"/srv/in/{name}", "service": DeployedService.objects.get(name="demo.echo")})
+    return channel
+
+
+def _file_channels(count: int, start: int) -> None:
+    from integration.models import FileChannel
+
+    service = DeployedService.objects.get(name="demo.echo")
+    FileChannel.objects.bulk_create(
+        FileChannel(name=f"files-{i:05d}", directory=f"/srv/in/{i:05d}", patterns="*.csv", service=service)
+        for i in range(start, start + count)
+    )
+
+
+def _file_claims(count: int, start: int) -> None:
+    from integration.models import FileClaim
+
+    channels = [_file_channel("listing-files-a"), _file_channel("listing-files-b")]
+    FileClaim.objects.bulk_create(
+        FileClaim(channel=channels[i % 2], key=f"{i:064x}", path_key=f"{i:064x}", path=f"/srv/in/file-{i:05d}.csv",
+                  size=i, mtime_ns=i * 1_000_000, event="created", status=FileClaim.Status.DONE, owner="host:1",
+                  cid=f"cid-{i}", finished_at=timezone.now())
+        for i in range(start, start + count)
+    )
+
+
 BUILDERS: dict[str, Callable[[int, int], None]] = {
     "integration.WebSocketChannel": _websocket_channels,
     "integration.WebSocketClient": _websocket_clients,
@@ -343,6 +446,15 @@ BUILDERS: dict[str, Callable[[int, int], None]] = {
     "accounts.ApiKey": _definitions(ApiKey),
     "accounts.JWTDefinition": _definitions(JWTDefinition, username=lambda i: f"jwt-user-{i}"),
     "connections.VaultConnection": _definitions(VaultConnection),
+    "accounts.OAuthDefinition": _definitions(
+        OAuthDefinition, token_url=lambda i: f"https://auth{i % 7}.example.com/token", client_id=lambda i: f"c-{i}"),
+    "connections.OutgoingRest": _outgoing_rest,
+    "connections.OutgoingFhir": _outgoing_fhir,
+    "connections.AMQPBroker": _amqp_brokers,
+    "connections.OutgoingAMQP": _outgoing_amqp,
+    "integration.AMQPChannel": _amqp_channels,
+    "integration.FileChannel": _file_channels,
+    "integration.FileClaim": _file_claims,
 }
 
 
