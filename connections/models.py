@@ -145,3 +145,7 @@ class VaultConnection(SecurityDefinition):
     def get_tls_client_key(self) -> str:
         return crypto.decrypt(self.tls_client_key_encrypted) if self.tls_client_key_encrypted else ""
 
+
+
+# Outgoing directory and file-server connections (LDAP, SFTP, FTP): their own module, kept here for Django.
+from connections.directory_models import FtpConnection, LdapConnection, SftpConnection  # noqa: E402, F401
