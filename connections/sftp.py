@@ -150,7 +150,7 @@ class SftpClient(Connection):
 
     # --- Transport and sessions -----------------------------------------------------------------
 
-    def open_transport(self, log_channel: str | None = None, hexdump: bool = False) -> paramiko.Transport:
+    def open_transport(self, log_channel: str | None = None, log_level: int | None = None) -> paramiko.Transport:
         """A new, authenticated transport to the server; ``SftpUnavailable`` / ``SftpHostKeyError`` if not."""
         settings, options = self.settings, dict(self.settings.options)
         where = f"SFTP connection `{self.name}` ({settings.username}@{settings.address})"
@@ -161,8 +161,9 @@ class SftpClient(Connection):
             raise SftpUnavailable(f"{where}: cannot connect: {exc.strerror or exc}") from None
         transport = paramiko.Transport(sock)
         transport.set_log_channel(log_channel or self.wire_logger)
-        logging.getLogger(log_channel or self.wire_logger).setLevel(wire_log_level(settings.log_level))
-        transport.set_hexdump(hexdump or settings.log_level >= 4)
+        level = settings.log_level if log_level is None else log_level
+        logging.getLogger(log_channel or self.wire_logger).setLevel(wire_log_level(level))
+        transport.set_hexdump(level >= 4)
         if options.get("Compression"):
             transport.use_compression(True)
         try:

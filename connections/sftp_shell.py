@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from connections.sftp_errors import SftpError, SftpUnavailable, wire_log_level
+from connections.sftp_errors import SftpError, SftpUnavailable
 from connections.sftp_parsing import COMMANDS, LOCAL_COMMANDS, Command, parse_script
 
 if TYPE_CHECKING:
@@ -76,9 +76,8 @@ def run_script(client: SftpClient, script: str, log_level: int = 0, *, allow_loc
     try:
         if log_level > 0:
             wire.addHandler(capture)
-            wire.setLevel(wire_log_level(log_level))
             wire.propagate = False
-            transport = client.open_transport(log_channel=channel, hexdump=log_level >= 4)
+            transport = client.open_transport(log_channel=channel, log_level=log_level)
             sftp = client._new_session(transport)
             context: Any = _Owned(sftp)
         else:
