@@ -280,7 +280,11 @@ class FtpClient(Connection):
         return self.exists(path) and self.info(path).get("type", "").lower() == "file"
 
     def getsize(self, path: str) -> int:
-        return int(self.call("ask the size of", path, lambda ftp: ftp.size(path)) or 0)
+        def size(ftp: ftplib.FTP) -> int | None:
+            ftp.voidcmd("TYPE I")  # listings switch the session to ASCII, where SIZE is refused
+            return ftp.size(path)
+
+        return int(self.call("ask the size of", path, size) or 0)
 
     # --- Writing ---------------------------------------------------------------------------------
 
