@@ -11,8 +11,9 @@ from connections.ldap_parsing import LdapServer, is_ntlm_user, parse_servers
 
 def test_it_reads_host_names_ports_schemes_comments_and_ipv6() -> None:
     text = "# primary first\nldap://dc1.example.com:3389\n  dc2.example.com  \n[::1]:1389\n\n127.0.0.1"
-    assert parse_servers(text) == [LdapServer("dc1.example.com", 3389, False), LdapServer("dc2.example.com", 389, False),
-                                   LdapServer("::1", 1389, False), LdapServer("127.0.0.1", 389, False)]
+    assert parse_servers(text) == [LdapServer("dc1.example.com", 3389, False),
+                                   LdapServer("dc2.example.com", 389, False), LdapServer("::1", 1389, False),
+                                   LdapServer("127.0.0.1", 389, False)]
     assert parse_servers("ldaps://dc1/\ndc2", "ldaps") == [LdapServer("dc1", 636, True),
                                                            LdapServer("dc2", 636, True)]
     assert LdapServer("::1", 636, True).url == "ldaps://[::1]:636"
