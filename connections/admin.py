@@ -102,3 +102,7 @@ class VaultConnectionAdmin(PingAdminMixin, admin.ModelAdmin):
 
 def _status(stored: bool) -> str:
     return "Stored encrypted; never shown." if stored else "None stored."
+
+
+# LDAP, SFTP and FTP connections register their admins in their own module.
+from connections import directory_admin  # noqa: E402, F401
