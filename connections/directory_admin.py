@@ -116,7 +116,8 @@ class SftpConnectionForm(forms.ModelForm):
         help_text="OpenSSH or PEM private key (no passphrase). Paste one to set it; leave empty to keep the stored "
         "one. It is stored encrypted and never shown again.",
     )
-    clear_private_key = forms.BooleanField(label="Remove the stored private key", required=False)
+    clear_private_key = forms.BooleanField(label="Remove the stored private key", required=False,
+                                           help_text="Tick to delete the stored key; the password is used alone.")
 
     class Meta:
         model = SftpConnection

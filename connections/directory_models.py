@@ -36,8 +36,8 @@ class OutgoingConnectionBase(models.Model):
     name = models.CharField(max_length=200, unique=True, help_text="How services name it: self.out.<kind>[name].")
     is_active = models.BooleanField(default=True, help_text="Services cannot use an inactive connection (503).")
     password_encrypted = models.TextField(blank=True, editable=False, help_text="The password, Fernet-encrypted.")
-    created = models.DateTimeField(auto_now_add=True)
-    updated = models.DateTimeField(auto_now=True)
+    created = models.DateTimeField(auto_now_add=True, help_text="When the connection was created.")
+    updated = models.DateTimeField(auto_now=True, help_text="When the connection was last changed.")
 
     class Meta:
         abstract = True
@@ -99,7 +99,9 @@ class LdapConnection(OutgoingConnectionBase):
         max_length=500, blank=True, default="cn=admin,dc=example,dc=org",
         help_text="The bind user: an LDAP DN (uid=MyUser,ou=users,dc=example,dc=com) or, for NTLM, DOMAIN\\user.",
     )
-    tls_mode = models.CharField(max_length=10, choices=TlsMode.choices, default=TlsMode.NONE)
+    tls_mode = models.CharField(max_length=10, choices=TlsMode.choices, default=TlsMode.NONE,
+                                help_text="LDAPS (port 636) or StartTLS before the bind; the servers' certificates are "
+                                "checked against the CA bundle below.")
     tls_ca_cert = models.TextField(blank=True, help_text="PEM CA bundle to check the servers with; empty: the "
                                    "system's CAs.")
     tls_validate = models.BooleanField(default=True, help_text="Check the servers' TLS certificates.")
@@ -140,9 +142,11 @@ class LdapConnection(OutgoingConnectionBase):
 class SftpConnection(OutgoingConnectionBase):
     """An SFTP server reached over SSH with paramiko; its host key must be known unless accepting is chosen."""
 
-    host = models.CharField(max_length=255, default="localhost")
-    port = models.PositiveIntegerField(default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)])
-    username = models.CharField(max_length=200)
+    host = models.CharField(max_length=255, default="localhost", help_text="The SSH server's host name or address.")
+    port = models.PositiveIntegerField(default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)],
+                                       help_text="The SSH server's port.")
+    username = models.CharField(max_length=200, help_text="The user to log in as (with the password, the private "
+                                "key, or both: the key is tried first).")
     private_key_encrypted = models.TextField(blank=True, editable=False, help_text="The private key, encrypted.")
     host_key = models.TextField(
         blank=True,
@@ -211,8 +215,9 @@ class SftpConnection(OutgoingConnectionBase):
 class FtpConnection(OutgoingConnectionBase):
     """An FTP server, or FTPS (explicit, AUTH TLS) with ``tls``."""
 
-    host = models.CharField(max_length=255, default="localhost")
-    port = models.PositiveIntegerField(default=21, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    host = models.CharField(max_length=255, default="localhost", help_text="The FTP server's host name or address.")
+    port = models.PositiveIntegerField(default=21, validators=[MinValueValidator(1), MaxValueValidator(65535)],
+                                       help_text="The FTP server's control port.")
     user = models.CharField(max_length=200, blank=True, help_text="Empty: anonymous.")
     tls = models.BooleanField(default=False, help_text="Explicit FTPS: AUTH TLS, then protected data (PROT P).")
     tls_ca_cert = models.TextField(blank=True, help_text="PEM CA bundle for FTPS; empty: the system's CAs.")
