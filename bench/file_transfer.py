@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ftplib
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common
 
 MIB = common.env_int("BENCH_FILE_MB", 100)
-ROUNDS = common.env_int("BENCH_FILE_ROUNDS", 3)
+ROUNDS = common.env_int("BENCH_FILE_ROUNDS", 1 if os.environ.get("BENCH_SMOKE") else 3)
 TARGET = 0.9
 
 
@@ -66,6 +67,7 @@ def main() -> int:
     local = work / "payload.bin"
     digest = large_file(local, MIB << 20)
     size = local.stat().st_size
+    down = work / "down.bin"
     results: dict[str, list[float]] = {}
 
     def record(name: str, value: float) -> None:
@@ -90,7 +92,6 @@ def main() -> int:
                 record("sftp upload ours", _timed(lambda t=target: ours_sftp.upload(str(local), t), size))
                 record("sftp upload paramiko", _timed(lambda t=target: plain_sftp.put(str(local), t + ".plain"),
                                                       size))
-                down = work / "down.bin"
                 record("sftp download ours", _timed(lambda t=target: ours_sftp.download(t, str(down)), size))
                 assert down.stat().st_size == size
                 record("sftp download paramiko", _timed(lambda t=target: plain_sftp.get(t + ".plain", str(down)),
