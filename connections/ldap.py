@@ -158,6 +158,7 @@ class LdapPool:
         self._down_until: dict[int, float] = {}
         self._next = 0
         self._closed = False
+        self._own_user = bind_parameters(settings).get("user")
 
     # --- Choosing a server ----------------------------------------------------------------------
 
@@ -247,8 +248,7 @@ class LdapPool:
 
     def _reusable(self, conn: ldap3.Connection) -> bool:
         # A service may rebind as someone else or unbind: such a connection is not the pool's any more.
-        own_user = bind_parameters(self.settings).get("user")
-        return conn.bound and not conn.closed and conn.user == own_user
+        return conn.bound and not conn.closed and conn.user == self._own_user
 
     def close(self) -> None:
         with self._lock:
