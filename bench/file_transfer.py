@@ -12,8 +12,8 @@ four ways, interleaved so that a slower moment of the machine hits both sides al
 * FTP, baseline: ftplib's ``storbinary`` / ``retrbinary`` with the same block size (256 KiB).
 
 Printed: the median MB/s of ``BENCH_FILE_ROUNDS`` (6) rounds (which side goes first alternates)
-for each, and ours / baseline per protocol and direction; the target is at least 0.9 for each. Every transfer is checked (size,
-and the SHA-256 of the last download).
+for each, and ours / baseline per protocol and direction; the target is at least 0.9 for each.
+Every transfer is checked (its size, and the SHA-256 of one download a round).
 
     .venv/bin/python bench/file_transfer.py
 """
