@@ -180,3 +180,48 @@ def test_a_session_the_server_dropped_while_idle_is_replaced(ftp_row: Callable[.
 def test_ping_names_the_server_and_its_welcome(billings: FtpClient, ftpd: FtpServer) -> None:
     result = billings.ping()
     assert result.ok and result.info.startswith(f"ftp://127.0.0.1:{ftpd.port}: 220")
+
+
+# --- The seed's billing flow, the part that does not need outgoing REST --------------------------------
+
+ARCHIVE_SERVICE = """
+from integration.services import Service
+
+class ArchiveBilling(Service):
+    name = "billing.archive"
+
+    def handle(self):
+        conn = self.outgoing.ftp.get("Billings")
+        data = conn.getcontents("/data/current.csv")
+        target = self.request.payload.strip() + "/current.csv"
+        conn.setcontents(target, data)
+        self.response.payload = {"bytes": len(data)}
+"""
+
+
+@pytest.mark.django_db
+def test_a_scheduler_job_downloads_the_billing_file_over_ftp(ftp_row: Callable[..., FtpConnection], deploy: Any,
+                                                             builtins: None, ftp_dir: str, ftpd: FtpServer) -> None:
+    """The seed's flow up to the REST post: a job runs a service that fetches /data/current.csv over FTP.
+
+    The post to a REST backend needs outgoing REST connections (issue 13, built in parallel); until
+    they are merged, this service stores the file back on the FTP server so the run can be checked.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integration.models import DeployedService
+    from scheduling import jobs
+    from scheduling.models import Job, JobRun
+    from scheduling.tasks import run_job
+
+    ftp_row()
+    deploy("billing_archive.py", ARCHIVE_SERVICE)
+    job = jobs.save_job(Job(name="billing", service=DeployedService.objects.get(name="billing.archive"),
+                            job_type=Job.JobType.INTERVAL_BASED, minutes=60, extra=ftp_dir,
+                            start_date=timezone.now() + timedelta(hours=1)))
+    run_job(job.pk, job.start_date.isoformat(), "billing-run-1")
+    run = JobRun.objects.get(job=job)
+    assert run.status == "ok", run.error
+    assert on_disk(ftpd, f"{ftp_dir}/current.csv").read_text() == BILLING_CSV

@@ -319,3 +319,30 @@ def test_an_edit_rebuilds_the_pool_and_closes_the_old_one(ldap_row: Callable[...
     assert new is not old and new.ping().info.startswith(f"{other.url} answered")
     assert old.pool._closed
 
+
+
+@pytest.mark.django_db
+def test_a_server_that_stops_answering_times_out_after_the_operation_timeout(
+        ldap_row: Callable[..., LdapConnection], slapd_factory: Callable[..., SlapdServer]) -> None:
+    import os
+    import signal
+    import time
+
+    from ldap3.core.exceptions import LDAPSocketReceiveError
+
+    frozen = slapd_factory()
+    client = client_of(ldap_row(servers=frozen.url, operation_timeout=1))
+    with client.get() as conn:
+        assert conn.search(USERS_DN, "(uid=ann)")
+    assert frozen.process is not None
+    os.kill(frozen.process.pid, signal.SIGSTOP)  # the socket stays open; nothing answers any more
+    try:
+        started = time.monotonic()
+        with pytest.raises(LDAPSocketReceiveError), client.get() as conn:
+            conn.search(USERS_DN, "(uid=ann)")
+        assert 0.9 <= time.monotonic() - started < 5
+    finally:
+        os.kill(frozen.process.pid, signal.SIGCONT)
+    # The connection that timed out was dropped, not pooled: the next one is new and works.
+    with client.get() as conn:
+        assert conn.search(USERS_DN, "(uid=ann)")

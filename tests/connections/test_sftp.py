@@ -302,3 +302,15 @@ def test_a_service_reaches_the_connection_through_self_out(sftp_row: Callable[..
     deploy("use_sftp.py", SERVICE)
     result = invoke("files.use-sftp", {"path": f"{sftp_dir}/svc.txt"})
     assert result.payload == {"read": "from a service", "is_file": True}
+
+
+def test_a_bandwidth_limit_slows_transfers_down(sftp_row: Callable[..., SftpConnection], sftp_dir: Path) -> None:
+    import time
+
+    limited = SftpClient.from_definition(sftp_row(name="slow", bandwidth_limit=256))  # KiB/s
+    limited.ping()  # connected: only the transfer is timed
+    started = time.monotonic()
+    limited.write(b"x" * (512 * 1024), f"{sftp_dir}/slow.bin")
+    # 512 KiB at 256 KiB/s: about 2 s (the last chunk's wait included), never the instant a loopback takes.
+    assert time.monotonic() - started >= 1.5
+    assert (sftp_dir / "slow.bin").stat().st_size == 512 * 1024
