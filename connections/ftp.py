@@ -260,7 +260,23 @@ class FtpClient(Connection):
 
     def info(self, path: str) -> dict[str, str]:
         """The MLST facts of ``path`` (type, size, modify...); ``FtpNotFound`` if there is nothing there."""
-        return self.call("look up", path, lambda ftp: parse_mlst(ftp.sendcmd(f"MLST {path}")))
+        def facts(ftp: ftplib.FTP) -> dict[str, str]:
+            try:
+                return parse_mlst(ftp.sendcmd(f"MLST {path}"))
+            except ftplib.error_perm as exc:
+                if not _reply(exc).startswith(("500", "502")):
+                    raise
+            # A server without MLST (RFC 3659): a directory is one we can change into, a file one with a size.
+            here = ftp.pwd()
+            try:
+                ftp.cwd(path)
+            except ftplib.error_perm:
+                ftp.voidcmd("TYPE I")
+                return {"type": "file", "size": str(ftp.size(path))}
+            ftp.cwd(here)
+            return {"type": "dir"}
+
+        return self.call("look up", path, facts)
 
     def exists(self, path: str) -> bool:
         try:

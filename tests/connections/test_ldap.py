@@ -346,3 +346,12 @@ def test_a_server_that_stops_answering_times_out_after_the_operation_timeout(
     # The connection that timed out was dropped, not pooled: the next one is new and works.
     with client.get() as conn:
         assert conn.search(USERS_DN, "(uid=ann)")
+
+
+@pytest.mark.django_db
+def test_a_round_robin_pool_takes_turns(ldap_row: Callable[..., LdapConnection],
+                                        slapd_factory: Callable[..., SlapdServer]) -> None:
+    first, second = slapd_factory(), slapd_factory()
+    client = client_of(ldap_row(servers=f"{first.url}\n{second.url}", pool_strategy="ROUND_ROBIN"))
+    answered = [client.ping().info.split(" ")[0] for _ in range(4)]
+    assert answered == [first.url, second.url, first.url, second.url]
