@@ -40,7 +40,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import paramiko
@@ -59,7 +58,8 @@ from connections.sftp_errors import (
     wire_log_level,
 )
 from connections.sftp_info import SftpInfo, info_from_attributes
-from connections.sftp_parsing import load_private_key, parse_host_keys, parse_ssh_options
+from connections.sftp_parsing import load_private_key
+from connections.sftp_settings import SftpSettings, Throttle, kind_of, octal_mode
 from connections.sftp_shell import SftpOutput, run_script
 
 if TYPE_CHECKING:
@@ -70,59 +70,6 @@ logger = logging.getLogger(__name__)
 _POOL_SIZE = 8
 #: Failures of the transport itself (the session is dropped), as opposed to a status the server sent.
 _TRANSPORT_FAILURES = (paramiko.SSHException, EOFError, socket.timeout, TimeoutError, ConnectionError)
-
-
-@dataclass(frozen=True)
-class SftpSettings:
-    """One SFTP connection's settings, decrypted; ``repr`` shows no secret."""
-
-    name: str
-    host: str
-    port: int = 22
-    username: str = ""
-    password: str = ""
-    private_key: str = ""
-    host_keys: tuple[paramiko.PKey, ...] = ()
-    accept_unknown_host_key: bool = False
-    preserve_metadata: bool = True
-    bandwidth_limit: int = 0  # KiB/s, 0 = none
-    log_level: int = 0
-    options: tuple[tuple[str, Any], ...] = ()
-    ping_command: str = "ls ."
-    default_directory: str = ""
-    timeout: float = 10.0
-
-    def __repr__(self) -> str:
-        return f"SftpSettings(name={self.name!r}, host={self.host!r}, port={self.port!r}, username={self.username!r})"
-
-    @classmethod
-    def from_row(cls, row: SftpConnection) -> SftpSettings:
-        return cls(
-            name=row.name, host=row.host.strip(), port=row.port, username=row.username, password=row.get_password(),
-            private_key=row.get_private_key(), host_keys=tuple(parse_host_keys(row.host_key)),
-            accept_unknown_host_key=row.accept_unknown_host_key, preserve_metadata=row.preserve_metadata,
-            bandwidth_limit=row.bandwidth_limit, log_level=row.log_level,
-            options=tuple(parse_ssh_options(row.ssh_options).items()), ping_command=row.ping_command,
-            default_directory=row.default_directory.strip(), timeout=row.timeout,
-        )
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-class Throttle:
-    """A paramiko progress callback that sleeps to keep a transfer under ``limit`` KiB/s (0: never sleeps)."""
-
-    def __init__(self, limit_kib: int) -> None:
-        self.rate = limit_kib * 1024
-        self.started = time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.rate:
-            ahead = done / self.rate - (time.monotonic() - self.started)
-            if ahead > 0:
-                time.sleep(ahead)
 
 
 class SftpClient(Connection):
@@ -254,9 +201,14 @@ class SftpClient(Connection):
         self._give_back(sftp)
 
     def _give_back(self, sftp: paramiko.SFTPClient) -> None:
+        try:
+            # A script may have changed directory: the next borrower starts at the default one.
+            sftp.chdir(self.settings.default_directory or None)
+        except (OSError, paramiko.SSHException, EOFError):
+            _quietly(sftp.close)
+            return
         with self._lock:
             if len(self._idle) < _POOL_SIZE and not sftp.get_channel().closed:
-                sftp.chdir(self.settings.default_directory or None)
                 self._idle.append(sftp)
                 return
         _quietly(sftp.close)
@@ -361,7 +313,7 @@ class SftpClient(Connection):
                 mode = sftp.lstat(path).st_mode or 0
             except FileNotFoundError:
                 return None
-        return _kind_of(mode)
+        return kind_of(mode)
 
     def require(self, path: str, expected: str) -> None:
         """``SftpPathTypeError`` unless ``path`` is a ``file``, ``directory`` or ``symlink`` as expected."""
@@ -469,7 +421,7 @@ class SftpClient(Connection):
         temp = posixpath.join(parent, f".{base}.{secrets.token_hex(4)}.part")
         with self.operation(action, remote_path) as sftp:
             try:
-                kind = _kind_of(sftp.lstat(remote_path).st_mode or 0)
+                kind = kind_of(sftp.lstat(remote_path).st_mode or 0)
             except FileNotFoundError:
                 kind = None
             if kind is not None and not overwrite:
@@ -568,7 +520,7 @@ class SftpClient(Connection):
 
     def chmod(self, mode: str | int, path: str) -> None:
         """``mode`` in octal as ``chmod`` takes it (``"600"``), or an int (``0o600``)."""
-        value = _octal_mode(mode, self.name)
+        value = octal_mode(mode, self.name)
         with self.operation("change the mode of", path) as sftp:
             sftp.chmod(path, value)
 
@@ -604,25 +556,6 @@ class SftpClient(Connection):
             raise SftpError(f"SFTP connection `{self.name}`: the server knows no {what} `{text}` "
                             "(give a number, or allow commands over SSH)")
         return int(answer)
-
-
-def _kind_of(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISREG(mode):
-        return "file"
-    return "other"
-
-
-def _octal_mode(mode: str | int, name: str) -> int:
-    if isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o7777:
-        return mode
-    text = str(mode).strip()
-    if text and len(text) <= 4 and all(ch in "01234567" for ch in text):
-        return int(text, 8)
-    raise SftpError(f"SFTP connection `{name}`: `{text[:20]}` is not an octal mode such as 600 or 0755")
 
 
 def _quietly(action: Callable[[], Any]) -> None:
