@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,8 +21,10 @@ from connections.directory_models import FtpConnection, LdapConnection, SftpConn
 from connections.directory_serializers import (
     FtpConnectionSerializer,
     LdapConnectionSerializer,
+    PingAnswerSerializer,
     SftpConnectionSerializer,
     SftpExecuteSerializer,
+    SftpOutputSerializer,
 )
 from integration.api_base import ConfigViewSet
 
@@ -50,6 +53,7 @@ def ping_row(row: Any) -> dict[str, Any]:
 
 
 class _PingMixin:
+    @extend_schema(request=None, responses=PingAnswerSerializer)
     @action(detail=True, methods=["post"])
     def ping(self, request: Request, pk: Any = None) -> Response:
         return Response(ping_row(self.get_object()))  # type: ignore[attr-defined]
@@ -68,6 +72,7 @@ class SftpViewSet(_PingMixin, ConfigViewSet):
     search_fields = ["name", "host", "username"]
     filterset_class = _filter(SftpConnection, "host", "accept_unknown_host_key")
 
+    @extend_schema(request=SftpExecuteSerializer, responses=SftpOutputSerializer)
     @action(detail=True, methods=["post"], serializer_class=SftpExecuteSerializer)
     def execute(self, request: Request, pk: Any = None) -> Response:
         """Run SFTP commands (the admin shell's call); failures are in the answer, not an error status."""

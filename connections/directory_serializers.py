@@ -83,3 +83,24 @@ class FtpConnectionSerializer(_SecretsSerializer):
 class SftpExecuteSerializer(serializers.Serializer):
     data = serializers.CharField(max_length=100_000, trim_whitespace=False)
     log_level = serializers.IntegerField(min_value=0, max_value=4, default=0)
+
+
+class PingAnswerSerializer(serializers.Serializer):
+    """``POST {id}/ping/``: whether the server answered, in how many ms, and a line saying which and how."""
+
+    ok = serializers.BooleanField()
+    ms = serializers.FloatField()
+    info = serializers.CharField()
+    name = serializers.CharField()
+
+
+class SftpOutputSerializer(serializers.Serializer):
+    """``POST {id}/execute/``: Zato's SFTPOutput."""
+
+    is_ok = serializers.BooleanField()
+    command = serializers.CharField()
+    command_no = serializers.IntegerField(help_text="The line of the command that ran last.")
+    stdout = serializers.CharField(allow_blank=True)
+    stderr = serializers.CharField(allow_blank=True)
+    details = serializers.CharField(allow_blank=True, help_text="The protocol log, with a log level of 1-4.")
+    response_time = serializers.FloatField(help_text="Seconds.")

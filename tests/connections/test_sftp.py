@@ -314,3 +314,13 @@ def test_a_bandwidth_limit_slows_transfers_down(sftp_row: Callable[..., SftpConn
     # 512 KiB at 256 KiB/s: about 2 s (the last chunk's wait included), never the instant a loopback takes.
     assert time.monotonic() - started >= 1.5
     assert (sftp_dir / "slow.bin").stat().st_size == 512 * 1024
+
+
+def test_service_code_may_get_and_put_local_files_in_a_script(conn: SftpClient, sftp_dir: Path,
+                                                               tmp_path: Path) -> None:
+    (tmp_path / "local.txt").write_text("local")
+    output = conn.execute(f"put {tmp_path}/local.txt {sftp_dir}/remote.txt\nget {sftp_dir}/remote.txt "
+                          f"{tmp_path}/back.txt\nstat {sftp_dir}/remote.txt\ndf {sftp_dir}")
+    assert output.is_ok, output.stderr
+    assert (tmp_path / "back.txt").read_text() == "local"
+    assert "type: file" in output.stdout and "Avail" in output.stdout
