@@ -25,7 +25,9 @@ account sooner. The selection is ours rather than ldap3's ``ServerPool``, becaus
 ``check_credentials(user, password)`` binds a fresh connection as that user: True if the
 directory accepts the password, False if it refuses it (or the password is empty: an
 empty-password simple bind is an *unauthenticated* bind that servers accept). Unreachable
-servers raise ``LdapUnavailable`` (503) naming the connection and each server's failure.
+servers raise ``LdapUnavailable`` (503) naming the connection and each server's failure; so does a
+server that drops or stops answering during an operation in ``client.get()`` (its connection is
+discarded, and the next one goes to whichever server answers then).
 
 NTLM (Active Directory) binds send ``DOMAIN\\user`` and the password through ldap3's NTLM
 mechanism; SIMPLE sends a DN; ANONYMOUS sends nothing. TLS is either LDAPS (TLS from the first
@@ -232,10 +234,12 @@ class LdapPool:
                 conn = self.open()
             try:
                 yield conn
-            except _SERVER_FAILURES:
+            except _SERVER_FAILURES as exc:
+                server = f"{conn.server.host}:{conn.server.port}"
                 _quietly_unbind(conn)
                 conn = None
-                raise
+                raise LdapUnavailable(f"LDAP connection `{self.settings.name}`: {server} stopped answering: "
+                                      f"{_reason(exc)}") from exc
             if self._reusable(conn):
                 with self._lock:
                     if not self._closed:

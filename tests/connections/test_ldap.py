@@ -338,9 +338,11 @@ def test_a_server_that_stops_answering_times_out_after_the_operation_timeout(
     os.kill(frozen.process.pid, signal.SIGSTOP)  # the socket stays open; nothing answers any more
     try:
         started = time.monotonic()
-        with pytest.raises(LDAPSocketReceiveError), client.get() as conn:
+        with pytest.raises(LdapUnavailable, match=rf"`My AD Connection`: 127.0.0.1:{frozen.port} stopped "
+                                                  "answering") as raised, client.get() as conn:
             conn.search(USERS_DN, "(uid=ann)")
         assert 0.9 <= time.monotonic() - started < 5
+        assert isinstance(raised.value.__cause__, LDAPSocketReceiveError)
     finally:
         os.kill(frozen.process.pid, signal.SIGCONT)
     # The connection that timed out was dropped, not pooled: the next one is new and works.
