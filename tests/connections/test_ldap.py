@@ -327,8 +327,11 @@ def test_a_server_that_stops_answering_times_out_after_the_operation_timeout(
     import os
     import signal
     import time
+    from pathlib import Path
 
     from ldap3.core.exceptions import LDAPSocketReceiveError
+
+    from tests.servers.procs import wait_for
 
     frozen = slapd_factory()
     client = client_of(ldap_row(servers=frozen.url, operation_timeout=1))
@@ -337,6 +340,8 @@ def test_a_server_that_stops_answering_times_out_after_the_operation_timeout(
     assert frozen.process is not None
     os.kill(frozen.process.pid, signal.SIGSTOP)  # the socket stays open; nothing answers any more
     try:
+        # On a loaded machine the stop takes effect when the kernel gets round to it: wait until it has.
+        wait_for(lambda: Path(f"/proc/{frozen.process.pid}/stat").read_text().split(") ")[1][0] == "T", 10)
         started = time.monotonic()
         with pytest.raises(LdapUnavailable, match=rf"`My AD Connection`: 127.0.0.1:{frozen.port} stopped "
                                                   "answering") as raised, client.get() as conn:
