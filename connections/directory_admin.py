@@ -13,6 +13,8 @@ changes files on the server, so it needs the permission to change the connection
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from django import forms
@@ -26,8 +28,10 @@ from django.urls import path, reverse
 from connections.admin_base import PingAdminMixin, wants_json
 from connections.directory_api import build_connection
 from connections.directory_models import FtpConnection, LdapConnection, SftpConnection
+from connections.sftp_shell import SftpOutput
 
 SHELL_MAX = 100_000
+logger = logging.getLogger(__name__)
 
 
 class ChangePasswordForm(forms.Form):
@@ -186,12 +190,7 @@ class SftpConnectionAdmin(DirectoryAdmin):
                 if wants_json(request):
                     return JsonResponse({"msg": "Invalid input", "errors": form.errors}, status=400)
             else:
-                client = build_connection(obj)
-                try:
-                    output = client.execute(form.cleaned_data["data"], log_level=form.cleaned_data["log_level"],
-                                            raise_on_error=False, allow_local=False)
-                finally:
-                    client.close()
+                output = self.run_shell(request, obj, form.cleaned_data["data"], form.cleaned_data["log_level"])
                 if wants_json(request):
                     return JsonResponse({"msg": f"Response time: {output.response_time * 1000:.1f} ms "
                                                 f"(#{output.command_no})", **output.as_dict()})
@@ -199,6 +198,21 @@ class SftpConnectionAdmin(DirectoryAdmin):
                    "form": form, "original": obj, "opts": self.opts, "output": output,
                    "response_ms": f"{output.response_time * 1000:.1f}" if output else ""}
         return TemplateResponse(request, "admin/connections/sftp_shell.html", context)
+
+
+    def run_shell(self, request: HttpRequest, obj: SftpConnection, script: str, log_level: int) -> SftpOutput:
+        """The script's output; the unforeseen becomes an error line (logged with the CID), never a 500."""
+        client = build_connection(obj)
+        started = time.perf_counter()
+        try:
+            return client.execute(script, log_level=log_level, raise_on_error=False, allow_local=False)
+        except Exception as exc:
+            cid = getattr(request, "cid", "")
+            logger.exception("[%s] The SFTP shell of `%s` failed", cid, obj.name)
+            return SftpOutput(False, script, 0, "", f"unexpected error {type(exc).__name__} (see the server log, "
+                              f"CID {cid})\n", "", time.perf_counter() - started)
+        finally:
+            client.close()
 
 
 @admin.register(FtpConnection)

@@ -25,6 +25,7 @@ import contextlib
 import ftplib
 import io
 import logging
+import os
 import posixpath
 import secrets
 import ssl
@@ -238,8 +239,16 @@ class FtpClient(Connection):
         return buffer.getvalue() if "b" in mode else buffer.getvalue().decode(encoding)
 
     def download(self, remote_path: str, local_path: str) -> None:
-        with open(local_path, "wb") as target:
-            self.download_to(remote_path, target)
+        """Copy a remote file to ``local_path``, through a temporary name: a failed transfer leaves nothing there."""
+        temp = f"{local_path}.{secrets.token_hex(4)}.part"
+        try:
+            with open(temp, "wb") as target:
+                self.download_to(remote_path, target)
+            os.replace(temp, local_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
 
     def download_to(self, remote_path: str, target: BinaryIO) -> None:
         self.call("download", remote_path, lambda ftp: ftp.retrbinary(f"RETR {remote_path}", target.write,

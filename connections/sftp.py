@@ -364,14 +364,22 @@ class SftpClient(Connection):
 
     def _download_one(self, sftp: paramiko.SFTPClient, remote: str, local: str,
                       attributes: paramiko.SFTPAttributes) -> None:
-        sftp.get(remote, local, callback=Throttle(self.settings.bandwidth_limit), prefetch=True)
-        if self.settings.preserve_metadata:
-            os.utime(local, (attributes.st_atime or 0, attributes.st_mtime or 0))
-            os.chmod(local, stat.S_IMODE(attributes.st_mode or 0o600))
+        # Into a temporary name first: a transfer that fails leaves no partial file under `local`.
+        temp = f"{local}.{secrets.token_hex(4)}.part"
+        try:
+            sftp.get(remote, temp, callback=Throttle(self.settings.bandwidth_limit), prefetch=True)
+            if self.settings.preserve_metadata:
+                os.utime(temp, (attributes.st_atime or 0, attributes.st_mtime or 0))
+                os.chmod(temp, stat.S_IMODE(attributes.st_mode or 0o600))
+            os.replace(temp, local)
+        except BaseException:
+            _quietly(lambda: os.unlink(temp))
+            raise
 
     def _download_tree(self, sftp: paramiko.SFTPClient, remote: str, local: str) -> None:
+        entries = sftp.listdir_attr(remote)  # before anything local exists: an unreadable one leaves nothing
         os.makedirs(local, exist_ok=True)
-        for attributes in sftp.listdir_attr(remote):
+        for attributes in entries:
             child_remote, child_local = posixpath.join(remote, attributes.filename), os.path.join(
                 local, attributes.filename)
             if stat.S_ISDIR(attributes.st_mode or 0):
@@ -544,14 +552,18 @@ class SftpClient(Connection):
             raise SftpError(f"SFTP connection `{self.name}`: `{text[:64]}` is not a valid {what}")
         # SFTP v3 knows numbers only; the server's own tools turn the name into one.
         transport = self._live_transport()
-        channel = transport.open_session(timeout=self.settings.timeout)
         try:
-            channel.settimeout(self.settings.timeout)
-            channel.exec_command(command.format(shlex.quote(text)))
-            answer = channel.makefile("rb").read().decode(errors="replace").strip()
-            status = channel.recv_exit_status()
-        finally:
-            channel.close()
+            channel = transport.open_session(timeout=self.settings.timeout)
+            try:
+                channel.settimeout(self.settings.timeout)
+                channel.exec_command(command.format(shlex.quote(text)))
+                answer = channel.makefile("rb").read().decode(errors="replace").strip()
+                status = channel.recv_exit_status()
+            finally:
+                channel.close()
+        except (*_TRANSPORT_FAILURES, OSError) as exc:
+            raise SftpError(f"SFTP connection `{self.name}`: cannot ask the server for the {what} `{text}` "
+                            f"({exc or type(exc).__name__}); give a number instead") from None
         if status != 0 or not answer.isdigit():
             raise SftpError(f"SFTP connection `{self.name}`: the server knows no {what} `{text}` "
                             "(give a number, or allow commands over SSH)")

@@ -22,12 +22,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+import paramiko
+
 from connections.sftp_errors import SftpError, SftpUnavailable
 from connections.sftp_parsing import COMMANDS, LOCAL_COMMANDS, Command, parse_script
 
 if TYPE_CHECKING:
-    import paramiko
-
     from connections.sftp import SftpClient
 
 
@@ -89,7 +89,7 @@ def run_script(client: SftpClient, script: str, log_level: int = 0, *, allow_loc
                     number = command.line_no
                     try:
                         stdout.extend(_run(client, sftp, command))
-                    except (SftpError, OSError, ValueError) as exc:
+                    except (SftpError, SftpUnavailable, OSError, ValueError, EOFError, paramiko.SSHException) as exc:
                         stderr.append(f"{command.text}: {exc}")
                         if not command.ignore_errors:
                             ok = False

@@ -225,3 +225,9 @@ def test_a_scheduler_job_downloads_the_billing_file_over_ftp(ftp_row: Callable[.
     run = JobRun.objects.get(job=job)
     assert run.status == "ok", run.error
     assert on_disk(ftpd, f"{ftp_dir}/current.csv").read_text() == BILLING_CSV
+
+
+def test_a_failed_download_leaves_no_local_file(billings: FtpClient, tmp_path: Path) -> None:
+    with pytest.raises(FtpNotFound):
+        billings.download("/data/missing.csv", str(tmp_path / "missing.csv"))
+    assert list(tmp_path.iterdir()) == []

@@ -324,3 +324,11 @@ def test_service_code_may_get_and_put_local_files_in_a_script(conn: SftpClient, 
     assert output.is_ok, output.stderr
     assert (tmp_path / "back.txt").read_text() == "local"
     assert "type: file" in output.stdout and "Avail" in output.stdout
+
+
+def test_a_failed_download_leaves_no_local_file(conn: SftpClient, sshd: SshServer, tmp_path: Path) -> None:
+    with pytest.raises(SftpPermissionDenied):
+        conn.download(f"{sshd.root.locked}", str(tmp_path / "locked"))
+    with pytest.raises(SftpNotFound):
+        conn.download_file("/no/such/file", str(tmp_path / "file"))
+    assert list(tmp_path.iterdir()) == []

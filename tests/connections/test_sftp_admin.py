@@ -24,7 +24,8 @@ API = "/manage/api/v1/outgoing"
 
 
 def sftp_connection(sshd: SshServer, **fields: Any) -> SftpConnection:
-    row = SftpConnection(name=fields.pop("name", "files"), host=sshd.host, port=sshd.port, username=sshd.username,
+    fields.setdefault("port", sshd.port)
+    row = SftpConnection(name=fields.pop("name", "files"), host=sshd.host, username=sshd.username,
                          host_key=f"{sshd.host_key.get_name()} {sshd.host_key.get_base64()}", timeout=5, **fields)
     row.set_password(sshd.password)
     row.save()
@@ -184,3 +185,16 @@ def test_an_api_edit_reaches_self_out_at_once(api: Any, slapd: SlapdServer) -> N
     assert not snapshot.current().outgoing.get("ldap", "dir").ping().ok
     api.patch(f"{API}/ldap/{created['id']}/", {"password": BIND_PASSWORD}, format="json")
     assert snapshot.current().outgoing.get("ldap", "dir").ping().ok
+
+
+@pytest.mark.django_db
+def test_the_shell_shows_an_unreachable_server_as_an_error_and_stays_usable(admin_client_alice: Any,
+                                                                           sshd: SshServer) -> None:
+    from tests.servers.procs import free_port
+
+    row = sftp_connection(sshd, name="gone", port=free_port())
+    url = reverse("admin:connections_sftpconnection_shell", args=[row.pk])
+    page = admin_client_alice.post(url, {"data": "ls", "log_level": "1"})
+    text = page.content.decode()
+    assert page.status_code == 200 and "Failed" in text and "cannot connect: Connection refused" in text
+    assert 'id="sftp-shell"' in text
