@@ -21,7 +21,7 @@ mkdir -p "$VAR"
 LOG="$VAR/run.log"
 : >"$LOG"
 status=0
-for bench in ${BENCH_ONLY:-cold_start deploy_rate rest_throughput security_throughput hot_deploy admin_list channel_layer scheduler websocket outgoing_rest file_channel amqp_channel}; do
+for bench in ${BENCH_ONLY:-cold_start deploy_rate rest_throughput security_throughput hot_deploy admin_list channel_layer scheduler websocket outgoing_rest file_channel amqp_channel file_transfer ldap_search}; do
     echo
     out="$VAR/$bench.out"
     if ! timeout "$limit" "$PY" "bench/$bench.py" 2>&1 | tee "$out"; then

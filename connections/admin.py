@@ -212,3 +212,5 @@ class OutgoingFhirAdmin(OutgoingHttpAdmin):
         ("Security", {"fields": _HTTP_SECURITY}),
         ("Connection", {"fields": ["timeout", "tls_verify", "tls_ca_cert"]}),
     ]
+# LDAP, SFTP and FTP connections register their admins in their own module.
+from connections import directory_admin  # noqa: E402, F401

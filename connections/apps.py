@@ -41,3 +41,24 @@ class ConnectionsConfig(AppConfig):
         api_routes.register("outgoing/fhir", OutgoingFhirViewSet, basename="outgoing-fhir")
         api_routes.register("connections/amqp", AMQPBrokerViewSet, basename="amqp-broker")
         api_routes.register("outgoing/amqp", OutgoingAMQPViewSet, basename="outgoing-amqp")
+        _register_directory_connections()
+
+
+def _register_directory_connections() -> None:
+    """LDAP / Active Directory, SFTP and FTP: connection types and their management API resources."""
+    from connections import base
+    from connections.directory_api import FtpViewSet, LdapViewSet, SftpViewSet
+    from connections.ftp import KIND as FTP
+    from connections.ftp import FtpClient
+    from connections.ldap import KIND as LDAP
+    from connections.ldap import LdapClient
+    from connections.sftp import KIND as SFTP
+    from connections.sftp import SftpClient
+    from integration import api_routes
+
+    base.register(base.ConnectionType(LDAP, "LDAP", "connections.LdapConnection", LdapClient.from_definition))
+    base.register(base.ConnectionType(SFTP, "SFTP", "connections.SftpConnection", SftpClient.from_definition))
+    base.register(base.ConnectionType(FTP, "FTP", "connections.FtpConnection", FtpClient.from_definition))
+    api_routes.register("outgoing/ldap", LdapViewSet, basename="outgoing-ldap")
+    api_routes.register("outgoing/sftp", SftpViewSet, basename="outgoing-sftp")
+    api_routes.register("outgoing/ftp", FtpViewSet, basename="outgoing-ftp")

@@ -449,3 +449,5 @@ class OutgoingFhir(OutgoingHttpBase):
 
     def ping(self) -> PingResult:
         return fhir.ping_row(self)
+# Outgoing directory and file-server connections (LDAP, SFTP, FTP): their own module, kept here for Django.
+from connections.directory_models import FtpConnection, LdapConnection, SftpConnection  # noqa: E402, F401

@@ -144,8 +144,8 @@ def test_self_out_names_the_kind_and_the_connection_when_it_is_missing_or_inacti
     EchoConnection.objects.create(name="asleep", is_active=False)
     with pytest.raises(ServiceUnavailable, match="Outgoing echo connection `asleep` is inactive"):
         invoke("plugin-demo.use-echo", {"name": "asleep"})
-    with pytest.raises(AttributeError, match="No outgoing connection type `ftp` is installed"):
-        _ = snapshot.current().outgoing.namespace.ftp
+    with pytest.raises(AttributeError, match="No outgoing connection type `smtp` is installed"):
+        _ = snapshot.current().outgoing.namespace.smtp
 
 
 @pytest.mark.django_db

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.admin import ChangePasswordForm
 from accounts.models import ApiKey, BasicAuth, JWTDefinition, OAuthDefinition, SecurityDefinition, TechAccount
-from connections.models import VaultConnection
+from connections.models import FtpConnection, LdapConnection, SftpConnection, VaultConnection
 from integration.admin import InvokeForm
 from integration.admin_base import DEFAULT_PAGE_SIZE, SizedChangeList
 from integration.models import DeployedService, RestChannel, ServiceModule
@@ -248,6 +248,16 @@ def _definitions(model: type[SecurityDefinition], **extra: Callable[[int], Any])
     return _make
 
 
+def _connections(model: type[Any], **fields: Any) -> Callable[[int, int], None]:
+    """Outgoing LDAP, SFTP and FTP connections (rows only: the listing never builds a connection)."""
+
+    def _make(count: int, start: int) -> None:
+        model.objects.bulk_create(model(name=f"{model._meta.model_name}-{i:05d}", **fields)
+                                  for i in range(start, start + count))
+
+    return _make
+
+
 def _modules(count: int, start: int) -> None:
     ServiceModule.objects.bulk_create(
         ServiceModule(name=f"listing_mod_{i:05d}", filename=f"listing_mod_{i:05d}.py", source="x = 1\n" * 200)
@@ -455,6 +465,9 @@ BUILDERS: dict[str, Callable[[int, int], None]] = {
     "integration.AMQPChannel": _amqp_channels,
     "integration.FileChannel": _file_channels,
     "integration.FileClaim": _file_claims,
+    "connections.LdapConnection": _connections(LdapConnection),
+    "connections.SftpConnection": _connections(SftpConnection, username="u", accept_unknown_host_key=True),
+    "connections.FtpConnection": _connections(FtpConnection),
 }
 
 
