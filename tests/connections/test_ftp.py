@@ -1,4 +1,4 @@
-"""FTP and FTPS connections against pyftpdlib: the seed's billing file, every method, FTPS, bad input.
+"""FTP and FTPS connections against pyftpdlib: the seed's billing flow, every method, FTPS, bad input.
 
 The server is a real pyftpdlib process on 127.0.0.1 (tests/servers/ftpd.py); each test writes in
 a directory of its own (``ftp_dir``), which is ``ftpd.home / ftp_dir[1:]`` on disk.
@@ -6,6 +6,8 @@ a directory of its own (``ftp_dir``), which is ``ftpd.home / ftp_dir[1:]`` on di
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ from connections.models import FtpConnection
 from integration import snapshot
 from integration.invoke import invoke
 from tests.connections.large_files import large_file, sha256
+from tests.connections.outgoing_fixtures import make_rest
 from tests.servers.ftpd import BILLING_CSV, FtpServer
+from tests.servers.http_handles import RestBackend
 from tests.servers.sandbox import FULL_DISK_BYTES
 
 
@@ -182,31 +186,32 @@ def test_ping_names_the_server_and_its_welcome(billings: FtpClient, ftpd: FtpSer
     assert result.ok and result.info.startswith(f"ftp://127.0.0.1:{ftpd.port}: 220")
 
 
-# --- The seed's billing flow, the part that does not need outgoing REST --------------------------------
+# --- The seed's billing flow end to end: scheduler -> service -> FTP -> outgoing REST -> backend ------
 
-ARCHIVE_SERVICE = """
+# The seed's BillingHandler as written in Zato's scheduler post (only ``name`` added): no ``.conn``,
+# ``plain_http`` and ``.get(name)`` spellings, the file's bytes posted as they are.
+BILLING_SERVICE = """
 from integration.services import Service
 
-class ArchiveBilling(Service):
-    name = "billing.archive"
+class BillingHandler(Service):
+    name = "billing.handler"
 
     def handle(self):
-        conn = self.outgoing.ftp.get("Billings")
-        data = conn.getcontents("/data/current.csv")
-        target = self.request.payload.strip() + "/current.csv"
-        conn.setcontents(target, data)
-        self.response.payload = {"bytes": len(data)}
+
+        # Download data ..
+        ftp = self.outgoing.ftp.get('Billings')
+        contents = ftp.getcontents('/data/current.csv')
+
+        # .. and send it to its recipient.
+        self.outgoing.plain_http['ERP'].post(self.cid, contents)
 """
 
 
-@pytest.mark.django_db
-def test_a_scheduler_job_downloads_the_billing_file_over_ftp(ftp_row: Callable[..., FtpConnection], deploy: Any,
-                                                             builtins: None, ftp_dir: str, ftpd: FtpServer) -> None:
-    """The seed's flow up to the REST post: a job runs a service that fetches /data/current.csv over FTP.
-
-    The post to a REST backend needs outgoing REST connections (issue 13, built in parallel); until
-    they are merged, this service stores the file back on the FTP server so the run can be checked.
-    """
+@pytest.fixture
+def billing_job(ftp_row: Callable[..., FtpConnection], deploy: Any, builtins: None,
+                rest_backend_basic: RestBackend) -> Callable[[], Any]:
+    """The seed's setup: FTP "Billings", REST "ERP" (the backend's /echo/billings, HTTP Basic), the
+    handler deployed and an hourly job for it; calling the fixture runs the job as beat would, once."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -217,14 +222,54 @@ def test_a_scheduler_job_downloads_the_billing_file_over_ftp(ftp_row: Callable[.
     from scheduling.tasks import run_job
 
     ftp_row()
-    deploy("billing_archive.py", ARCHIVE_SERVICE)
-    job = jobs.save_job(Job(name="billing", service=DeployedService.objects.get(name="billing.archive"),
-                            job_type=Job.JobType.INTERVAL_BASED, minutes=60, extra=ftp_dir,
+    user, password = rest_backend_basic.basic_auth
+    make_rest("ERP", address=rest_backend_basic.url, url_path="/echo/billings", auth_type="basic", username=user,
+              password=password)
+    deploy("billing_handler.py", BILLING_SERVICE)
+    job = jobs.save_job(Job(name="billing", service=DeployedService.objects.get(name="billing.handler"),
+                            job_type=Job.JobType.INTERVAL_BASED, minutes=60,
                             start_date=timezone.now() + timedelta(hours=1)))
-    run_job(job.pk, job.start_date.isoformat(), "billing-run-1")
-    run = JobRun.objects.get(job=job)
+
+    def _run() -> Any:
+        run_job(job.pk, job.start_date.isoformat())  # no CID given: the run mints its own, as under beat
+        return JobRun.objects.get(job=job)
+
+    return _run
+
+
+@pytest.mark.django_db
+def test_a_scheduler_job_posts_the_billing_file_from_ftp_to_the_rest_backend(
+        billing_job: Callable[[], Any], rest_backend_basic: RestBackend, ftpd: FtpServer) -> None:
+    run = billing_job()
+
     assert run.status == "ok", run.error
-    assert on_disk(ftpd, f"{ftp_dir}/current.csv").read_text() == BILLING_CSV
+    assert run.cid
+    received = rest_backend_basic.requests("/echo/billings")
+    assert len(received) == 1
+    request = received[0]
+    assert request["method"] == "POST" and request["status"] == 200
+    assert request["headers"]["x-zato-cid"] == run.cid  # the job run's CID travelled with the post
+    assert request["headers"]["authorization"].startswith("Basic ")
+    # Exactly the file's bytes, and so exactly its rows.
+    sent = on_disk(ftpd, "/data/current.csv").read_bytes()
+    assert request["body"].encode() == sent == BILLING_CSV.encode()
+    assert int(request["headers"]["content-length"]) == len(sent)
+    rows = list(csv.DictReader(io.StringIO(request["body"])))
+    assert [row["customer_id"] for row in rows] == ["C-1001", "C-1002", "C-1003"]
+    assert rows[2] == {"customer_id": "C-1003", "period": "2026-11", "amount": "1200.00", "currency": "EUR"}
+
+
+@pytest.mark.django_db
+def test_a_billing_run_whose_backend_is_down_is_recorded_as_failed_with_the_connection_named(
+        billing_job: Callable[[], Any], rest_backend_basic: RestBackend) -> None:
+    rest_backend_basic.down()
+
+    run = billing_job()
+
+    assert run.status == "error"
+    assert run.error.startswith("502 Outgoing REST connection `ERP`: cannot connect"), run.error
+    assert "Traceback" not in run.error and run.cid
+    assert rest_backend_basic.requests("/echo/billings") == []
 
 
 def test_a_failed_download_leaves_no_local_file(billings: FtpClient, tmp_path: Path) -> None:
