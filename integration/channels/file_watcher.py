@@ -30,6 +30,7 @@ import os
 import queue
 import shutil
 import socket
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -204,7 +205,11 @@ class FileWatcher:
                 else:
                     with os.scandir(channel.directory) as entries:
                         for entry in entries:
-                            if entry.is_file(follow_symlinks=False):
+                            # Not only regular files: a FIFO or a link leading nowhere that matches is bad
+                            # input to report and put away, not to skip without a trace. (Links are not
+                            # followed here: a loop would raise and stop the scan; _check_pending drops
+                            # links to directories.)
+                            if not entry.is_dir(follow_symlinks=False):
                                 self._notice(entry.path, "scan", (channel,))
             except OSError as exc:
                 logger.error("Cannot list file channel `%s`'s directory %s: %s", channel.name,
@@ -240,13 +245,18 @@ class FileWatcher:
                 del self.pending[key]
                 continue
             try:
-                st = os.stat(key[1], follow_symlinks=False)
+                # A link counts as the file it leads to (handle() stats the same way; lstat here and stat
+                # there made a link to a file look changed each time, handed back for ever).
+                st = os.stat(key[1])
             except OSError:
-                del self.pending[key]  # vanished before it was handed over: nothing to do
-                self.seen.pop(key, None)
-                continue
-            if not os.path.isfile(key[1]):
-                del self.pending[key]
+                try:
+                    st = os.lstat(key[1])  # a link leading nowhere (or to itself): handed over to fail
+                except OSError:
+                    del self.pending[key]
+                    self._vanished(channel, key, version)
+                    continue
+            if stat.S_ISDIR(st.st_mode):  # directories are not files; anything else that matches is
+                del self.pending[key]      # handed over, and handle() fails what it cannot read
                 continue
             current = (st.st_size, st.st_mtime_ns)
             if current != version:
@@ -265,6 +275,23 @@ class FileWatcher:
             # within the same clock tick as its last write (a few ms) counts as created.
             moved_in = st.st_ctime_ns > st.st_mtime_ns
             self.executor.submit(self._handle_safely, channel, key[1], current, moved_in)
+
+    def _vanished(self, channel: CompiledFileChannel, key: tuple[int, str], version: Version) -> None:
+        """A matching file went away before it was handed over: a log line with a CID is its trace.
+
+        Not when it was handed over already (by this watcher: it is in ``seen``; or by another: it
+        has a claim), since then it is gone because it was put away.
+        """
+        if self.seen.pop(key, None) is not None:
+            return
+        try:
+            if FileClaim.objects.filter(channel_id=channel.id, path_key=path_key(key[1])).exists():
+                return
+        except Exception:
+            close_old_connections()  # the database is down: better a line too many than none
+        when = "never stable" if version == (-1, -1) else f"within the {channel.stable_seconds:g} s stability wait"
+        logger.info("[%s] File channel `%s`: %s vanished before it was handed over (%s); nothing to do", new_cid(),
+                    channel.name, printable(key[1]), when)
 
     # --- handing a file over -----------------------------------------------------------------
 
@@ -293,19 +320,28 @@ class FileWatcher:
         except UnicodeEncodeError:
             error = "The file name is not valid UTF-8"
         if not error:
+            st = None
             try:
                 st = os.stat(path)
-            except OSError:
-                logger.error("[%s] File channel `%s`: %s vanished before it could be processed", cid, channel.name,
-                             printable(path))
-                self._finish(claim, FileClaim.Status.FAILED, "The file vanished before it could be processed")
-                return "vanished"
-            if (st.st_size, st.st_mtime_ns) != version:
+            except OSError as exc:
+                if not os.path.lexists(path):
+                    logger.error("[%s] File channel `%s`: %s vanished before it could be processed", cid,
+                                 channel.name, printable(path))
+                    self._finish(claim, FileClaim.Status.FAILED, "The file vanished before it could be processed")
+                    return "vanished"
+                # Still there but cannot be opened (a link leading nowhere or to itself): unreadable, and
+                # put where failures go like any, rather than dropped as if it had vanished.
+                error = f"Cannot read the file: {exc.strerror or exc}"
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                # A FIFO, socket or device that matches: never opened (a FIFO would block a worker for good).
+                error = "Not a regular file (a FIFO, socket or device); not read"
+            elif st is not None and (st.st_size, st.st_mtime_ns) != version:
                 claim.delete()  # still changing: give it back, it is noticed again when stable
                 self.seen.pop((channel.id, path), None)
                 self.events.put((path, "modified"))
                 return None
-            error = self._invoke(channel, path, version, event, cid)
+            if not error:
+                error = self._invoke(channel, path, version, event, cid)
         if error:
             logger.error("[%s] File channel `%s`: %s: %s", cid, channel.name, printable(path), error)
         action = channel.after_failure if error else channel.after_success
@@ -314,7 +350,8 @@ class FileWatcher:
             self._put_away(channel, path, action, target, cid)
         except OSError as exc:
             logger.error("[%s] File channel `%s`: cannot %s %s: %s", cid, channel.name, action, printable(path), exc)
-            error = error or f"Cannot {action} the file: {exc}"
+            # Both in the claim row: it tells where the file is (still in place), not only what was wrong.
+            error = f"{error}; and cannot {action} it: {exc}" if error else f"Cannot {action} the file: {exc}"
         self._finish(claim, FileClaim.Status.FAILED if error else FileClaim.Status.DONE, error)
         return "failed" if error else "done"
 

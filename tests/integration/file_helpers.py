@@ -43,6 +43,33 @@ class FileNotifications(Service):
 '''
 
 
+# A service that notes its start, then waits (bounded) until the test creates ``release``: the
+# test can do something to the file while the service runs. It never opens the file.
+HOLD = '''
+import json, os, time
+from integration.services import Service
+
+class FileHold(Service):
+    name = "file.hold"
+
+    def handle(self):
+        with open(%(log)r, "a") as log:
+            log.write(json.dumps({"path": self.request.payload["path"], "cid": self.cid}) + "\\n")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(%(release)r) and time.monotonic() < deadline:
+            time.sleep(0.05)
+'''
+
+
+def hold_source(log: Path, release: Path) -> str:
+    return HOLD % {"log": str(log), "release": str(release)}
+
+
+def watcher_log(tmp_path: Path, name: str = "watcher") -> str:
+    """What ``watcher(tmp_path, name)`` has written so far."""
+    return (tmp_path / f"{name}.log").read_text(errors="replace")
+
+
 def notifications_source(log: Path) -> str:
     return NOTIFICATIONS % {"log": str(log)}
 
