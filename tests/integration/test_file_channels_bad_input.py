@@ -178,3 +178,18 @@ def test_one_watcher_survives_all_of_it_and_serves_the_next_file(setup: dict[str
     assert FileClaim.objects.filter(status="failed").count() == len(names)
     assert FileClaim.objects.filter(status="done").count() == 4
     assert "Traceback" not in watcher_log(setup["tmp"])
+
+
+def test_a_link_to_a_file_is_handed_over_once_as_that_file(setup: dict[str, Path]) -> None:
+    """Not bad input, but it was: the link's own stat against its target's looked like a change, for ever."""
+    make_channel(setup["inbox"], pass_contents=True)
+    target = setup["tmp"] / "elsewhere.txt"
+    target.write_text("reached through a link")
+    with watcher(setup["tmp"]) as proc:
+        os.symlink(target, setup["inbox"] / "linked.txt")
+        wait_for(lambda: served(setup, "linked.txt"), 20, message=lambda: watcher_log(setup["tmp"]))
+        time.sleep(2.5)  # rescans: not handed over again
+        assert proc.poll() is None
+    (line,) = read_log(setup["log"])
+    assert line["data"] == "reached through a link"
+    assert FileClaim.objects.get(path__endswith="/linked.txt").status == "done"
