@@ -243,6 +243,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # Separate request and response components, so write-only fields (secrets) are not promised in answers.
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two connection kinds call a field auth_type with different choices: each enum gets its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "OutgoingHttpAuthTypeEnum": "connections.models.OutgoingHttpBase.AuthType",
+        "LdapAuthTypeEnum": "connections.directory_models.LdapConnection.AuthType",
+    },
 }
 
 # --- Switchboard ---------------------------------------------------------------------------------------

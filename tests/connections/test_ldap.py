@@ -307,7 +307,11 @@ def test_an_ntlm_connection_needs_a_domain_user(db: None) -> None:
 
 @pytest.mark.django_db
 def test_an_edit_rebuilds_the_pool_and_closes_the_old_one(ldap_row: Callable[..., LdapConnection],
-                                                          slapd_factory: Callable[..., SlapdServer]) -> None:
+                                                          slapd_factory: Callable[..., SlapdServer],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from connections import base
+
+    monkeypatch.setattr(base, "RETIRE_AFTER", 0)  # a replaced pool is closed at once here; a minute in production
     row = ldap_row()
     old = client_of(row)
     with old.get():
