@@ -26,6 +26,7 @@ raises nothing it can foresee; secrets never appear in ``info``. The admin's Pin
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import threading
 import time
@@ -116,7 +117,7 @@ class ConnectionType:
     kind: str
     label: str
     model: str
-    build: Callable[[Any], Connection]
+    build: Callable[[Any], Connection] | str
     aliases: tuple[str, ...] = ()
     fingerprint: Callable[[Any], str] = row_fingerprint
     kind_api: Callable[[Any], Any] | None = None
@@ -127,6 +128,29 @@ _types: dict[str, ConnectionType] = {}
 #: Seconds a replaced connection stays open before it is closed: requests that looked it up in the
 #: previous snapshot finish on it (a snapshot swap never fails a request in flight).
 RETIRE_AFTER = 60.0
+
+
+def builder(connection_type: ConnectionType) -> Callable[[Any], Connection]:
+    """The type's ``build``; a ``"module:attribute.path"`` string is imported on first use.
+
+    A string keeps a kind's client library (paramiko, ldap3, fhirpy: a few hundred ms of imports
+    together) out of every process's start-up: it is imported when a row of that kind is first
+    compiled, which a platform that has none of them never does.
+    """
+    build = connection_type.build
+    if not isinstance(build, str):
+        return build
+    resolved = _resolved.get(build)
+    if resolved is None:
+        module_name, _, path = build.partition(":")
+        resolved = importlib.import_module(module_name)
+        for part in path.split("."):
+            resolved = getattr(resolved, part)
+        _resolved[build] = resolved
+    return resolved
+
+
+_resolved: dict[str, Callable[[Any], Connection]] = {}
 
 
 def register(connection_type: ConnectionType) -> ConnectionType:
@@ -191,7 +215,7 @@ class OutgoingTable:
                     compiled[row.name] = kept  # unchanged: the same client, its pool still warm
                     continue
                 try:
-                    connection = connection_type.build(row)
+                    connection = builder(connection_type)(row)
                 except Exception as exc:
                     logger.exception("Outgoing %s connection `%s` cannot be loaded", connection_type.kind, row.name)
                     connection = BrokenConnection(connection_type.kind, row.name,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -28,9 +28,11 @@ from django.urls import path, reverse
 from connections.admin_base import PingAdminMixin, wants_json
 from connections.directory_api import build_connection
 from connections.directory_models import FtpConnection, LdapConnection, SftpConnection
-from connections.sftp_shell import SftpOutput
 
 SHELL_MAX = 100_000
+if TYPE_CHECKING:
+    from connections.sftp_shell import SftpOutput
+
 logger = logging.getLogger(__name__)
 
 
@@ -202,6 +204,8 @@ class SftpConnectionAdmin(DirectoryAdmin):
 
     def run_shell(self, request: HttpRequest, obj: SftpConnection, script: str, log_level: int) -> SftpOutput:
         """The script's output; the unforeseen becomes an error line (logged with the CID), never a 500."""
+        from connections.sftp_shell import SftpOutput  # paramiko: imported when a shell is first used
+
         client = build_connection(obj)
         started = time.perf_counter()
         try:

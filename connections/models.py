@@ -19,7 +19,7 @@ from django.db import models
 from accounts import crypto
 from accounts.models import SecurityDefinition
 from accounts.oauth_params import parse_scopes
-from connections import fhir, rest, vault
+from connections import rest, vault
 from connections.http_common import parse_header_lines
 from integration.channels import security
 from integration.signals import config_model
@@ -448,6 +448,8 @@ class OutgoingFhir(OutgoingHttpBase):
         return {}
 
     def ping(self) -> PingResult:
+        from connections import fhir  # fhirpy is imported only where FHIR is used (connections.apps)
+
         return fhir.ping_row(self)
 # Outgoing directory and file-server connections (LDAP, SFTP, FTP): their own module, kept here for Django.
 from connections.directory_models import FtpConnection, LdapConnection, SftpConnection  # noqa: E402, F401

@@ -14,8 +14,7 @@ import binascii
 import io
 import shlex
 from dataclasses import dataclass, field
-
-import paramiko
+from typing import TYPE_CHECKING
 
 MAX_SCRIPT_LINES = 500
 
@@ -133,11 +132,16 @@ def parse_ssh_options(text: str) -> dict[str, str | int | bool]:
 
 # --- Keys ---------------------------------------------------------------------------------------------
 
+if TYPE_CHECKING:
+    import paramiko
+
 _KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 
 
 def parse_host_keys(text: str) -> list[paramiko.PKey]:
     """Public keys from ``ssh-keyscan`` / known_hosts lines (host names, if present, are ignored)."""
+    import paramiko  # here: the models validate keys with this module, and paramiko costs ~0.15 s to import
+
     keys: list[paramiko.PKey] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -160,6 +164,8 @@ def parse_host_keys(text: str) -> list[paramiko.PKey]:
 
 def load_private_key(text: str) -> paramiko.PKey:
     """A private key in OpenSSH or PEM form (ed25519, ECDSA or RSA, no passphrase); ``ValueError`` otherwise."""
+    import paramiko  # see parse_host_keys
+
     if "-----BEGIN " not in text:
         raise ValueError("Paste the private key in OpenSSH or PEM form (-----BEGIN ... PRIVATE KEY-----).")
     for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
