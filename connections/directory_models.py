@@ -20,6 +20,7 @@ from django.db import models
 
 from accounts import crypto
 from connections import ftp_parsing, ldap_parsing, sftp_parsing
+from connections.encrypted import EncryptedPassword
 from integration.signals import config_model
 
 MAX_TIMEOUT = 600
@@ -30,7 +31,7 @@ def _timeout_field(default: float, help_text: str) -> models.FloatField:
                              help_text=help_text)
 
 
-class OutgoingConnectionBase(models.Model):
+class OutgoingConnectionBase(EncryptedPassword, models.Model):
     """What every outgoing directory or file-server connection has: a unique name, an active flag, a password."""
 
     name = models.CharField(max_length=200, unique=True, help_text="How services name it: self.out.<kind>[name].")
@@ -51,16 +52,6 @@ class OutgoingConnectionBase(models.Model):
         self.full_clean(validate_unique=False, validate_constraints=False)
         super().save(*args, **kwargs)
 
-    @property
-    def has_password(self) -> bool:
-        return bool(self.password_encrypted)
-
-    def set_password(self, password: str) -> None:
-        """Store the password (encrypted); an empty string removes it."""
-        self.password_encrypted = crypto.encrypt(password) if password else ""
-
-    def get_password(self) -> str:
-        return crypto.decrypt(self.password_encrypted) if self.password_encrypted else ""
 
 
 def _pem_errors(errors: dict[str, str], field: str, text: str) -> None:

@@ -20,6 +20,7 @@ from accounts import crypto
 from accounts.models import SecurityDefinition
 from accounts.oauth_params import parse_scopes
 from connections import rest, vault
+from connections.encrypted import EncryptedPassword
 from connections.http_common import parse_header_lines
 from integration.channels import security
 from integration.signals import config_model
@@ -151,7 +152,7 @@ class VaultConnection(SecurityDefinition):
 
 
 @config_model
-class AMQPBroker(models.Model):
+class AMQPBroker(EncryptedPassword, models.Model):
     """A RabbitMQ (AMQP 0-9-1) broker: used by AMQP channels (consuming) and outgoing AMQP (publishing)."""
 
     name = models.CharField(max_length=200, unique=True, help_text="A name for administrators.")
@@ -195,16 +196,6 @@ class AMQPBroker(models.Model):
             errors["tls_ca_cert"] = "Paste the certificate in PEM form (-----BEGIN CERTIFICATE----- ...)."
         if errors:
             raise ValidationError(errors)
-
-    @property
-    def has_password(self) -> bool:
-        return bool(self.password_encrypted)
-
-    def set_password(self, password: str) -> None:
-        self.password_encrypted = crypto.encrypt(password) if password else ""
-
-    def get_password(self) -> str:
-        return crypto.decrypt(self.password_encrypted) if self.password_encrypted else ""
 
     def ping(self) -> PingResult:
         from connections.amqp import ping_broker
@@ -270,7 +261,7 @@ class OutgoingAMQP(models.Model):
 HTTP_MAX_TIMEOUT = 300
 
 
-class OutgoingHttpBase(models.Model):
+class OutgoingHttpBase(EncryptedPassword, models.Model):
     """What outgoing REST and FHIR connections share: name, address, security, timeout and TLS.
 
     Basic passwords and API keys are stored here, Fernet-encrypted: channels' Basic Auth and API
@@ -361,16 +352,6 @@ class OutgoingHttpBase(models.Model):
     def scope_list(self) -> list[str]:
         return parse_scopes(self.oauth_scopes)
 
-    @property
-    def has_password(self) -> bool:
-        return bool(self.password_encrypted)
-
-    def set_password(self, password: str) -> None:
-        """Store the Basic Auth password or API key (encrypted); an empty string removes it."""
-        self.password_encrypted = crypto.encrypt(password) if password else ""
-
-    def get_password(self) -> str:
-        return crypto.decrypt(self.password_encrypted) if self.password_encrypted else ""
 
 
 class HttpConnectionManager(models.Manager):
