@@ -58,54 +58,9 @@ class VaultConnectionSerializer(serializers.ModelSerializer):
         return instance
 
 
-class AMQPBrokerSerializer(serializers.ModelSerializer):
-    """``password`` is write-only; answers say ``has_password``. Leaving it out keeps the stored one."""
-
-    password = _secret_field(1024)
-    has_password = serializers.BooleanField(read_only=True)
-
-    class Meta:
-        model = AMQPBroker
-        fields = ["id", "name", "is_active", "host", "port", "vhost", "username", "password", "has_password", "tls",
-                  "tls_verify", "tls_ca_cert", "heartbeat", "timeout", "created", "updated"]
-        read_only_fields = ["created", "updated"]
-
-    def create(self, validated_data: dict[str, Any]) -> Any:
-        return self._save(AMQPBroker(), validated_data)
-
-    def update(self, instance: Any, validated_data: dict[str, Any]) -> Any:
-        return self._save(instance, validated_data)
-
-    @staticmethod
-    def _save(instance: Any, validated_data: dict[str, Any]) -> Any:
-        password = validated_data.pop("password", _UNSET)
-        for name, value in validated_data.items():
-            setattr(instance, name, value)
-        if password is not _UNSET:
-            instance.set_password(password or "")
-        instance.save()
-        return instance
-
-
-class OutgoingAMQPSerializer(serializers.ModelSerializer):
-    broker = serializers.SlugRelatedField(slug_field="name", queryset=AMQPBroker.objects.all())
-
-    class Meta:
-        model = OutgoingAMQP
-        fields = ["id", "name", "is_active", "broker", "exchange", "routing_key", "delivery_mode", "priority",
-                  "content_type", "expiration", "app_id", "pool_size", "created", "updated"]
-        read_only_fields = ["created", "updated"]
-
-
-class OutgoingHttpSerializer(serializers.ModelSerializer):
-    """Shared by REST and FHIR: ``password`` (Basic password or API key) is write-only; ``oauth`` by name."""
-
-    password = _secret_field(4096)
-    has_password = serializers.BooleanField(read_only=True)
-    oauth = serializers.SlugRelatedField(slug_field="name", queryset=OAuthDefinition.objects.all(), allow_null=True,
-                                         required=False, help_text="The OAuth definition's name (auth_type oauth).")
-    common_fields = ["id", "name", "is_active", "address", "auth_type", "username", "password", "has_password",
-                     "oauth", "oauth_scopes", "timeout", "tls_verify", "tls_ca_cert"]
+class PasswordSerializer(serializers.ModelSerializer):
+    """A row with a send-again password (``connections.encrypted``): ``password`` is write-only and set
+    through ``set_password``; leaving it out keeps the stored one, ``""`` or null removes it."""
 
     def create(self, validated_data: dict[str, Any]) -> Any:
         return self._save(self.Meta.model(), validated_data)
@@ -122,6 +77,40 @@ class OutgoingHttpSerializer(serializers.ModelSerializer):
             instance.set_password(password or "")
         instance.save()  # validates the whole row (model clean): bad input is a 400 naming the field
         return instance
+
+
+class AMQPBrokerSerializer(PasswordSerializer):
+    """``password`` is write-only; answers say ``has_password``. Leaving it out keeps the stored one."""
+
+    password = _secret_field(1024)
+    has_password = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = AMQPBroker
+        fields = ["id", "name", "is_active", "host", "port", "vhost", "username", "password", "has_password", "tls",
+                  "tls_verify", "tls_ca_cert", "heartbeat", "timeout", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+
+class OutgoingAMQPSerializer(serializers.ModelSerializer):
+    broker = serializers.SlugRelatedField(slug_field="name", queryset=AMQPBroker.objects.all())
+
+    class Meta:
+        model = OutgoingAMQP
+        fields = ["id", "name", "is_active", "broker", "exchange", "routing_key", "delivery_mode", "priority",
+                  "content_type", "expiration", "app_id", "pool_size", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+
+class OutgoingHttpSerializer(PasswordSerializer):
+    """Shared by REST and FHIR: ``password`` (Basic password or API key) is write-only; ``oauth`` by name."""
+
+    password = _secret_field(4096)
+    has_password = serializers.BooleanField(read_only=True)
+    oauth = serializers.SlugRelatedField(slug_field="name", queryset=OAuthDefinition.objects.all(), allow_null=True,
+                                         required=False, help_text="The OAuth definition's name (auth_type oauth).")
+    common_fields = ["id", "name", "is_active", "address", "auth_type", "username", "password", "has_password",
+                     "oauth", "oauth_scopes", "timeout", "tls_verify", "tls_ca_cert"]
 
 
 class OutgoingRestSerializer(OutgoingHttpSerializer):
