@@ -208,6 +208,16 @@ class Attempt:
             logger.exception("[%s] A failed credential check could not be recorded in the audit list", self.cid)
 
 
+def recently_clear(key: tuple[str, str, str]) -> bool:
+    """Whether the store said within ``CREDENTIAL_RECHECK`` that ``key`` is not blocked, and nothing since.
+
+    The whole of the limits on an authenticator's hot path (``accounts.authentication``): two dict
+    lookups. A failure counted in this process drops the key from ``_clear``; a block learnt puts it
+    in ``_blocked``; either sends the next call down the full path (``Attempt``).
+    """
+    return _clear.get(key, 0.0) > clock() and key not in _blocked
+
+
 def _remember(table: dict[tuple[str, str, str], float], key: tuple[str, str, str], until: float) -> None:
     if len(table) >= _MAX_REMEMBERED:
         table.clear()

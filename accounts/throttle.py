@@ -34,7 +34,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.signals import setting_changed
 from django.db.models import Count, Max, Q
+from django.dispatch import receiver
 from django.http import HttpRequest
 
 from accounts.models import LoginAttempt
@@ -68,12 +70,36 @@ def client_address(request: HttpRequest) -> str:
     The right-most entry is the one the trusted proxy added; anything left of it came from the
     client and can be forged.
     """
-    if settings.TRUST_X_FORWARDED_FOR:
-        entries = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    meta = request.META
+    trust = _trust_forwarded_for
+    if trust is None:
+        trust = _read_trust()
+    if trust:
+        entries = [entry.strip() for entry in meta.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         entries = [entry for entry in entries if entry]
         if entries:
-            return entries[-1][: LoginAttempt.ADDRESS_LENGTH]
-    return str(request.META.get("REMOTE_ADDR") or "")[: LoginAttempt.ADDRESS_LENGTH]
+            return entries[-1][:ADDRESS_LENGTH]
+    address = meta.get("REMOTE_ADDR")
+    if address.__class__ is str and len(address) <= ADDRESS_LENGTH:  # the usual case, on every credential check
+        return address
+    return str(address or "")[:ADDRESS_LENGTH]
+
+
+ADDRESS_LENGTH = LoginAttempt.ADDRESS_LENGTH
+_trust_forwarded_for: bool | None = None  # TRUST_X_FORWARDED_FOR, read once: settings access costs per request
+
+
+def _read_trust() -> bool:
+    global _trust_forwarded_for
+    _trust_forwarded_for = bool(settings.TRUST_X_FORWARDED_FOR)
+    return _trust_forwarded_for
+
+
+@receiver(setting_changed)
+def _settings_changed(setting: str, **kwargs: object) -> None:
+    global _trust_forwarded_for
+    if setting == "TRUST_X_FORWARDED_FOR":
+        _trust_forwarded_for = None
 
 
 def begin(request: HttpRequest, username: str, kind: str = Kind.ADMIN) -> LoginAttempt:

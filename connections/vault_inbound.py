@@ -16,11 +16,11 @@ Logins never replace the client's own token (``use_token=False``): one client se
 every caller. The outcome is one of three: a ``VaultLogin``, ``VaultDenied`` (Vault said
 no, or the credentials were malformed: 401), ``VaultUnavailable`` (Vault could not be
 asked or gave no usable answer: 503). Nothing lets a caller through when Vault cannot
-vouch for them. Successful logins are remembered for ``cache_ttl`` seconds under an HMAC
-of the credentials, never the credentials themselves; failures are never remembered.
+vouch for them. Successful logins are remembered for ``cache_ttl`` seconds under a keyed hash
+(BLAKE2b) of the credentials, never the credentials themselves; failures are never remembered.
 
 **The cache-hit path** is most of a busy channel's calls, so it is kept to reading the
-headers, one HMAC and one dict lookup: without a chooser, entries are keyed by the Vault
+headers, one keyed hash and one dict lookup: without a chooser, entries are keyed by the Vault
 headers as sent, which decide the credentials, so a hit skips reading and checking them
 (the values were checked when the entry was made; failures make none). When an entry
 expires, the first caller with those credentials asks Vault and the others arriving
@@ -49,7 +49,6 @@ TLS files, ping, ``self.out.vault``) is ``connections.vault``.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import re
 import threading
@@ -64,7 +63,7 @@ import requests
 from django.core.exceptions import RequestDataTooBig
 
 from accounts import crypto, limits
-from accounts.authentication import MAX_REMEMBERED, DefinitionAuthentication
+from accounts.authentication import DefinitionAuthentication
 from connections import http_common, vault
 from connections.base import PingResult
 from connections.vault import ClientSettings
@@ -93,6 +92,7 @@ USERNAME_HEADER = "HTTP_X_ZATO_VAULT_USERNAME"
 PASSWORD_HEADER = "HTTP_X_ZATO_VAULT_PASSWORD"  # noqa: S105
 MOUNT_POINT_HEADER = "HTTP_X_ZATO_VAULT_MOUNT_POINT"
 VAULT_HEADERS = (TOKEN_HEADER, GITHUB_HEADER, USERNAME_HEADER, PASSWORD_HEADER, MOUNT_POINT_HEADER)
+_NO_VALUES = ("",) * len(VAULT_HEADERS)  # meta.get's default for each of them
 
 MAX_VALUE_LENGTH = 8192
 # Userpass puts the username in the URL path (/v1/auth/<mount>/login/<username>): nothing
@@ -151,6 +151,11 @@ class _Cache:
             return None
         return entry[1]
 
+    def expires(self, key: str) -> float:
+        """When the entry under ``key`` expires (the gate's clock), 0 if there is none."""
+        entry = self._entries.get(key)
+        return entry[0] if entry is not None else 0.0
+
     def put(self, key: str, login: VaultLogin, expires: float, now: float) -> None:
         with self._lock:
             if len(self._entries) >= self.MAX_ENTRIES:
@@ -184,7 +189,7 @@ class VaultGate:
         self.cache_ttl = cache_ttl
         self.clock: Callable[[], float] = time.monotonic
         self.cache = _Cache()
-        self._cache_mac = hmac.new(crypto.derived_key("vault-cache"), digestmod=hashlib.sha256)
+        self._cache_secret = crypto.derived_key("vault-cache")
         self._in_flight: dict[str, threading.Event] = {}  # cache keys being asked of Vault now
         self._in_flight_lock = threading.Lock()
         self.client = settings.client()
@@ -220,11 +225,8 @@ class VaultGate:
             raise VaultDenied("the definition is inactive")
         if self.broken:
             raise VaultUnavailable(self.broken)
-        key = ""
-        if self.cache_ttl > 0 and not self.service_name:
-            # Without a chooser, the Vault headers as sent decide the credentials: a login remembered
-            # for these very values needs them read and checked again no more than Vault asked again.
-            key = self._cache_key(tuple(map(meta.get, VAULT_HEADERS)))
+        key = self.request_key(meta) or ""
+        if key:
             cached = self.cache.get(key, self.clock())
             if cached is not None:
                 return cached
@@ -240,6 +242,19 @@ class VaultGate:
             if cached is not None:
                 return cached
         return self._ask_once(key, credentials)
+
+    def request_key(self, meta: Mapping[str, str]) -> str | None:
+        """The cache key of a request's Vault headers as sent; None when those do not decide the answer.
+
+        Without a chooser, the Vault headers as sent decide the credentials: a login remembered for
+        these very values needs them read and checked again no more than Vault asked again.
+        """
+        if self.cache_ttl > 0 and not self.service_name:
+            # NUL between the values: unambiguous for every key in the cache, since a login is only
+            # remembered once every Vault header was read and none held a control character.
+            raw = "\0".join(map(meta.get, VAULT_HEADERS, _NO_VALUES)).encode("utf-8", "surrogatepass")
+            return hashlib.blake2b(raw, key=self._cache_secret, digest_size=16).hexdigest()
+        return None
 
     def _ask_once(self, key: str, credentials: Credentials) -> VaultLogin:
         """Ask Vault and remember a success; callers with the same credentials meanwhile wait for that answer."""
@@ -445,16 +460,14 @@ class VaultGate:
         )
 
     def _cache_key(self, parts: tuple[str | None, ...]) -> str:
-        """HMAC-SHA256 of the credentials (with the definition's name), never the credentials themselves.
+        """A keyed BLAKE2b of the credentials (with the definition's name), never the credentials themselves.
 
         ``parts`` are the request's Vault header values as sent, or a chooser's credentials. On
-        every call, so cheap: the keyed state is made once per gate and copied, and the parts are
-        joined as the ``repr`` of their tuple, which quotes each one, so that parts cannot run
-        together. (A JSON list and a new ``hmac.new`` on every call cost twice as much.)
+        every call, so cheap: one C call over the ``repr`` of the parts' tuple, which quotes each
+        one, so that parts cannot run together.
         """
-        mac = self._cache_mac.copy()
-        mac.update(repr((self.name, *parts)).encode("utf-8", "surrogatepass"))
-        return mac.hexdigest()
+        raw = repr((self.name, *parts)).encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(raw, key=self._cache_secret, digest_size=16).hexdigest()
 
 
 class VaultAuthentication(DefinitionAuthentication):
@@ -470,9 +483,6 @@ class VaultAuthentication(DefinitionAuthentication):
     def __init__(self, name: str, is_active: bool, gate: Any) -> None:
         super().__init__(name, is_active)
         self.gate = gate
-        # What each login the gate remembers makes of a call, built once per login rather than on every
-        # call: by id, with the login itself to check it is that very object (ids are reused once freed).
-        self._results: dict[int, tuple[Any, tuple[CallerIdentity, str]]] = {}
 
     @classmethod
     def from_definition(cls, definition: Any) -> VaultAuthentication:
@@ -494,17 +504,19 @@ class VaultAuthentication(DefinitionAuthentication):
             raise ServiceUnavailable("The security backend cannot be reached; try again later") from None
         if login is None:
             raise self.fail("no Vault credentials in the request", request, self.message, counts=False)
-        known = self._results.get(id(login))
-        if known is not None and known[0] is login:
-            return known[1]
         headers = {"X-Zato-Vault-Token": login.client_token}
         if login.lease_duration is not None:
             headers["X-Zato-Vault-Token-Lease-Duration"] = str(login.lease_duration)
-        result = CallerIdentity(login.username, self.name, self.sec_type, response_headers=headers), self.name
-        if len(self._results) >= MAX_REMEMBERED:  # the logins of expired entries: start again
-            self._results.clear()
-        self._results[id(login)] = (login, result)
-        return result
+        return CallerIdentity(login.username, self.name, self.sec_type, response_headers=headers), self.name
+
+    def memo_key(self, meta: Mapping[str, str]) -> str | None:
+        """The gate's own cache key: a call is answered from the memo while the gate remembers its login."""
+        return self.gate.request_key(meta)
+
+    def memo_expiry(self, memo: bytes | str) -> float:
+        # The gate's cache entry, from its clock (time.monotonic) to the memo's; 0 if not cached.
+        expires = self.gate.cache.expires(memo)
+        return expires - self.gate.clock() + time.monotonic() if expires else 0.0
 
     def authenticate_header(self, request: Any) -> str:
         return "zato-vault"
