@@ -161,16 +161,18 @@ def test_a_second_call_within_cache_ttl_does_not_reach_vault(client, vault_chann
     assert len(vault.calls()) == 3
 
 
-def test_a_remembered_login_ends_with_its_cache_entry_even_for_repeated_calls(client, vault_channel, vault) -> None:
+def test_a_remembered_login_ends_with_its_cache_entry_even_for_repeated_calls(client, vault_channel, vault,
+                                                                            settings) -> None:
     """Repeated calls are answered from the authenticator's memo; it expires with the gate's entry."""
-    vault_channel(cache_ttl=0.5)
+    settings.CREDENTIAL_RECHECK = 60  # the limits' own recheck must not be what sends the call to Vault
+    vault_channel(cache_ttl=1.5)
     headers = {"HTTP_X_ZATO_VAULT_USERNAME": USERNAME, "HTTP_X_ZATO_VAULT_PASSWORD": PASSWORD}
     for _ in range(3):
         assert client.get(CHANNEL, **headers).status_code == 200
     assert len(vault.calls()) == 1
     del vault.userpass[("userpass", USERNAME)]  # Vault no longer knows the caller...
     assert client.get(CHANNEL, **headers).status_code == 200  # ...which the cache cannot tell yet
-    time.sleep(0.6)
+    time.sleep(1.6)
     assert client.get(CHANNEL, **headers).status_code == 401  # asked again, and refused
     assert len(vault.calls()) == 2
 
@@ -179,12 +181,12 @@ def test_a_lease_shorter_than_cache_ttl_ends_the_memoised_login_too(client, vaul
                                                                    settings) -> None:
     settings.CREDENTIAL_RECHECK = 60  # the limits' own recheck must not be what sends the call to Vault
     vault_channel(cache_ttl=30)
-    vault.add_user("short-lease", "pw-1", lease_duration=1)
+    vault.add_user("short-lease", "pw-1", lease_duration=2)
     headers = {"HTTP_X_ZATO_VAULT_USERNAME": "short-lease", "HTTP_X_ZATO_VAULT_PASSWORD": "pw-1"}
     for _ in range(3):
         assert client.get(CHANNEL, **headers).status_code == 200
     assert len(vault.calls()) == 1
-    time.sleep(1.1)
+    time.sleep(2.1)
     assert client.get(CHANNEL, **headers).status_code == 200
     assert len(vault.calls()) == 2  # the lease ended: Vault was asked again
 
