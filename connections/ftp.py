@@ -330,7 +330,14 @@ class FtpClient(Connection):
         def store(ftp: ftplib.FTP) -> None:
             source.seek(start)
             try:
-                ftp.storbinary(f"STOR {temp}", source, BLOCK_SIZE)
+                try:
+                    ftp.storbinary(f"STOR {temp}", source, BLOCK_SIZE)
+                except (ConnectionError, ssl.SSLError):
+                    # The server dropped the data connection while we were still sending: its reason
+                    # (a full disk: 451/452/552) waits on the control connection. Read it, so the caller
+                    # is told that instead of "the connection failed" (and nothing is sent twice).
+                    ftp.voidresp()
+                    raise
                 ftp.rename(temp, remote_path)
             except BaseException:
                 with contextlib.suppress(*ftplib.all_errors):

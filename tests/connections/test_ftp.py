@@ -159,6 +159,20 @@ def test_missing_files_permissions_and_a_full_disk_name_the_connection_and_path(
     assert on_disk(ftpd, "/data/current.csv").exists()
 
 
+def test_a_full_disk_that_drops_the_upload_midway_is_still_a_full_disk(billings: FtpClient, ftpd: FtpServer) -> None:
+    """Far more than the disk holds: the server closes the data connection while we are still sending.
+
+    Its reason (451, no space left) then waits on the control connection; reading it is what tells
+    the caller "disk full" rather than "the connection failed" (and keeps the upload from being sent
+    again on a new session).
+    """
+    before = sorted(p.name for p in on_disk(ftpd, "/full").iterdir())
+    with pytest.raises(FtpDiskFull, match=r"cannot upload `/full/huge.bin`: the server's disk is full"):
+        billings.setcontents("/full/huge.bin", b"\xff" * (FULL_DISK_BYTES * 64))
+    assert sorted(p.name for p in on_disk(ftpd, "/full").iterdir()) == before
+    assert billings.getcontents("/data/current.csv") == BILLING_CSV.encode()  # the connection still works
+
+
 def test_wrong_credentials_and_an_unreachable_server_are_clear(ftp_row: Callable[..., FtpConnection]) -> None:
     wrong = FtpClient.from_definition(ftp_row(name="wrong", password="nope"))
     with pytest.raises(FtpUnavailable, match=r"`wrong` \(ftp://127.0.0.1:\d+\): the server refused the login: 530"):
