@@ -252,8 +252,7 @@ class VaultGate:
         if self.cache_ttl > 0 and not self.service_name:
             # NUL between the values: unambiguous for every key in the cache, since a login is only
             # remembered once every Vault header was read and none held a control character.
-            raw = "\0".join(map(meta.get, VAULT_HEADERS, _NO_VALUES)).encode("utf-8", "surrogatepass")
-            return hashlib.blake2b(raw, key=self._cache_secret, digest_size=16).hexdigest()
+            return self._keyed_hash("\0".join(map(meta.get, VAULT_HEADERS, _NO_VALUES)))
         return None
 
     def _ask_once(self, key: str, credentials: Credentials) -> VaultLogin:
@@ -466,8 +465,11 @@ class VaultGate:
         every call, so cheap: one C call over the ``repr`` of the parts' tuple, which quotes each
         one, so that parts cannot run together.
         """
-        raw = repr((self.name, *parts)).encode("utf-8", "surrogatepass")
-        return hashlib.blake2b(raw, key=self._cache_secret, digest_size=16).hexdigest()
+        return self._keyed_hash(repr((self.name, *parts)))
+
+    def _keyed_hash(self, text: str) -> str:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self._cache_secret,
+                               digest_size=16).hexdigest()
 
 
 class VaultAuthentication(DefinitionAuthentication):
