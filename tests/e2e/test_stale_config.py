@@ -69,6 +69,11 @@ class Load:
         with self.lock:
             return self.answers[name, status]
 
+    def answered(self) -> int:
+        """Calls that got an HTTP answer, whatever it was."""
+        with self.lock:
+            return sum(n for (_, status), n in self.answers.items() if status != "no answer")
+
     def __enter__(self) -> Load:
         for thread in self.threads:
             thread.start()
@@ -109,9 +114,12 @@ def kill_a_worker(server: WebServer, load: Load) -> tuple[int, int]:
         message=lambda: f"no worker replaced {victim}\n{server.log_tail()}",
     )
     # The replacement has accepted: the kernel hands it about half of the new connections.
-    # 100 more successful calls make it all but certain (1 in 2^100 otherwise) that it served some.
-    served = load.count("new password", 200)
-    wait_for(lambda: load.count("new password", 200) >= served + 100, timeout=30, interval=0.05,
+    # 100 more answers make it all but certain (1 in 2^100 otherwise) that it served some. Any answer
+    # counts, not only the new password's: every fifth call is the old password, a production hash of
+    # over a second while the suite loads both cores, and CI once took more than 30 s for 100
+    # successes with the new password alone.
+    answered = load.answered()
+    wait_for(lambda: load.answered() >= answered + 100, timeout=60, interval=0.05,
              message=lambda: f"the server stopped serving after the kill\n{server.log_tail()}")
     return victim, replacement
 
@@ -162,6 +170,8 @@ def test_workers_killed_under_load_never_answer_from_configuration_older_than_th
     # Everything else was the right answer, or no answer at all while a worker was being killed.
     for name, status in answers:
         assert status in (expected[name], "no answer"), (name, status, answers)
-    assert load.count("new password", 200) >= KILLS * 100
+    # Each client asks the probes in turn, so the new password had about a fifth of the answers.
+    assert load.answered() >= KILLS * 100
+    assert load.count("new password", 200) >= KILLS * 100 // len(PROBES) - CLIENTS
     # Three kills of three different processes, each replaced by a new one (a replacement may be killed later).
     assert len({victim for victim, _ in replaced}) == len({new for _, new in replaced}) == KILLS
